@@ -1,0 +1,64 @@
+"""Shared fixtures: the data root and the reference folder (read in place from ../shared, never copied).
+
+When the data is absent the tests that need it skip, unless IGNN_LAB_REQUIRE_DATA=1 (set by .ci/run),
+in which case they fail: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ignn_lab.data.datasets import default_data_root, reference_root
+
+
+def _missing(what: str):
+    if os.environ.get("IGNN_LAB_REQUIRE_DATA") == "1":
+        pytest.fail(f"{what} is required (IGNN_LAB_REQUIRE_DATA=1) but was not found")
+    pytest.skip(f"{what} not found (set IGNN_LAB_DATA / IGNN_LAB_REFERENCE)")
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = default_data_root()
+    if root is None or not (root / "MANIFEST.tsv").is_file():
+        _missing("the data root (../shared/datasets)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ref_root(data_root) -> Path:
+    root = reference_root(data_root)
+    if root is None:
+        _missing("the reference folder (../shared/reference)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def bicubic_reference(data_root) -> dict:
+    with open(data_root / "bicubic_reference.tsv", newline="") as f:
+        return {(r["set"], r["image"], int(r["scale"])): (float(r["psnr_y"]), float(r["ssim_y"]))
+                for r in csv.DictReader(f, delimiter="\t")}
+
+
+def load_fixture(ref_root: Path, name: str) -> dict:
+    path = ref_root / f"official_ignn_{name}.pt"
+    if not path.is_file():
+        _missing(str(path))
+    return torch.load(path, weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_rng():
+    """Each test starts from, and leaves, the same RNG state."""
+    py, npst, th = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    yield
+    random.setstate(py)
+    np.random.set_state(npst)
+    torch.set_rng_state(th)
