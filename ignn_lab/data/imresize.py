@@ -34,19 +34,8 @@ def cubic(x: np.ndarray) -> np.ndarray:
     )
 
 
-@lru_cache(maxsize=256)
-def contributions(in_len: int, out_len: int, scale: float, antialias: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """MATLAB ``contributions()`` with clamped borders.
-
-    Args:
-        in_len: input length along the dimension.
-        out_len: output length.
-        scale: the scale factor for this dimension (out/in, e.g. 0.5 or 1/3 or 4).
-        antialias: widen the kernel when downscaling (MATLAB's default).
-
-    Returns:
-        weights: out_len×P float64, rows sum to 1.  indices: out_len×P int64, 0-based, in [0, in_len).
-    """
+def _raw_contributions(in_len: int, out_len: int, scale: float, antialias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (normalised) and *unclamped* 1-based indices, all taps (MATLAB ``contributions`` before clamping)."""
     if in_len < 1 or out_len < 1:
         raise ValueError(f"imresize: lengths must be positive, got in={in_len}, out={out_len}")
     width = 4.0
@@ -63,12 +52,60 @@ def contributions(in_len: int, out_len: int, scale: float, antialias: bool = Tru
     ind = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
     w = h(u[:, None] - ind)
     w = w / w.sum(axis=1, keepdims=True)
-    ind = np.clip(ind, 1, in_len).astype(np.int64) - 1
     keep = np.any(w != 0, axis=0)
-    w, ind = np.ascontiguousarray(w[:, keep]), np.ascontiguousarray(ind[:, keep])
+    return w[:, keep], ind[:, keep].astype(np.int64)
+
+
+@lru_cache(maxsize=256)
+def contributions(in_len: int, out_len: int, scale: float, antialias: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB ``contributions()`` with clamped borders.
+
+    Args:
+        in_len: input length along the dimension.
+        out_len: output length.
+        scale: the scale factor for this dimension (out/in, e.g. 0.5 or 1/3 or 4).
+        antialias: widen the kernel when downscaling (MATLAB's default).
+
+    Returns:
+        weights: out_len×P float64, rows sum to 1.  indices: out_len×P int64, 0-based, in [0, in_len).
+    """
+    w, ind = _raw_contributions(in_len, out_len, scale, antialias)
+    ind = np.clip(ind, 1, in_len) - 1
+    w, ind = np.ascontiguousarray(w), np.ascontiguousarray(ind)
     w.setflags(write=False)
     ind.setflags(write=False)
     return w, ind
+
+
+@lru_cache(maxsize=256)
+def _polyphase(in_len: int, out_len: int, scale: float, antialias: bool):
+    """A strided form of the resampling when the weights repeat: ``(pad_before, pad_after, step, phases)``.
+
+    Output ``i = φ + q·n`` reads padded inputs ``start_φ[p] + step·n`` with weights ``w_φ[p]``; borders are
+    handled by replicate padding, which is exactly MATLAB's index clamping. Returns None when the weights do not
+    repeat (non-integer ratios), and the caller falls back to gathering.
+    """
+    w, raw = _raw_contributions(in_len, out_len, scale, antialias)
+    raw = raw - 1  # 0-based, unclamped
+    if scale >= 1 and float(scale).is_integer():
+        q, step = int(scale), 1
+    elif scale < 1 and abs(1 / scale - round(1 / scale)) < 1e-9:
+        q, step = 1, int(round(1 / scale))
+    else:
+        return None
+    if out_len % q:
+        return None
+    n = np.arange(out_len // q)
+    phases = []
+    for phi in range(q):
+        wp, rp = w[phi::q], raw[phi::q]
+        if not (np.array_equal(rp - rp[0], np.repeat((step * n)[:, None], rp.shape[1], 1))
+                and np.allclose(wp, wp[0], rtol=0, atol=1e-13)):
+            return None
+        phases.append((rp[0].tolist(), w[phi].tolist()))
+    before = max(0, -int(raw.min()))
+    after = max(0, int(raw.max()) - (in_len - 1))
+    return before, after, step, [([i + before for i in starts], wts) for starts, wts in phases]
 
 
 @lru_cache(maxsize=256)
@@ -85,6 +122,33 @@ def output_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
 
 def _round_uint8(v: Tensor) -> Tensor:
     return torch.clamp(torch.floor(v + 0.5), 0, 255)
+
+
+def _resize_polyphase(x: Tensor, dim: int, plan, n_out: int) -> Tensor:
+    before, after, step, phases = plan
+    if before or after:
+        xd = x.movedim(dim, -1)
+        lead = xd.shape[:-1]
+        xd = torch.nn.functional.pad(xd.reshape(-1, 1, xd.shape[-1]), (before, after), mode="replicate")
+        x = xd.reshape(*lead, xd.shape[-1]).movedim(-1, dim)
+    n_per = n_out // len(phases)
+    outs = []
+    for starts, wts in phases:
+        acc = None
+        for a, wp in zip(starts, wts):
+            term = x.narrow(dim, a, step * (n_per - 1) + 1)
+            if step > 1:
+                idx = [slice(None)] * x.ndim
+                idx[dim] = slice(None, None, step)
+                term = term[tuple(idx)]
+            acc = term * wp if acc is None else acc.add_(term, alpha=wp)
+        outs.append(acc)
+    if len(outs) == 1:
+        return outs[0]
+    y = torch.stack(outs, dim=dim + 1)
+    shape = list(x.shape)
+    shape[dim] = n_out
+    return y.reshape(shape)
 
 
 def _resize_dim(x: Tensor, dim: int, wt: Tensor, it: Tensor) -> Tensor:
@@ -144,8 +208,12 @@ def imresize(
         n_in, n_out, s = (h, oh, sh) if dim == -2 else (w, ow, sw)
         if n_in == n_out and s == 1:
             continue
-        wts, ind = _contributions_t(n_in, n_out, float(s), antialias, v.dtype, v.device)
-        v = _resize_dim(v, v.ndim + dim, wts, ind)
+        plan = _polyphase(n_in, n_out, float(s), antialias)
+        if plan is not None:
+            v = _resize_polyphase(v, v.ndim + dim, plan, n_out)
+        else:
+            wts, ind = _contributions_t(n_in, n_out, float(s), antialias, v.dtype, v.device)
+            v = _resize_dim(v, v.ndim + dim, wts, ind)
         if is_uint8:
             v = _round_uint8(v)
     return v.to(torch.uint8) if is_uint8 else v
