@@ -1,0 +1,1 @@
+"""Evaluation, inference (tiling, self-ensemble) and benchmarks on top of the models."""

@@ -1,0 +1,1 @@
+"""Tasks that the CLI and the notebooks call (explore, evaluate, reproduce, benchmarks, demo)."""
