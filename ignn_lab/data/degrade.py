@@ -38,19 +38,23 @@ def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     return imresize_np(modcrop(hr, scale), 1.0 / scale)
 
 
-def make_son(lr: Tensor, graph_scale: int) -> Tensor:
-    """IGNN's son (spec §1): crop to a multiple of g, MATLAB bicubic by 1/g in float, clamp to [0, 1].
+def make_son(lr: Tensor, graph_scale: int, *, border: str = "symmetric") -> Tensor:
+    """IGNN's son (spec §1): crop to a multiple of g, MATLAB-style bicubic by 1/g in float, clamp to [0, 1].
+
+    The released loader's ``utils/imresize.py`` pads borders by mirroring (``symmetric``), unlike MATLAB, which
+    clamps; ``border="symmetric"`` (default) reproduces the release's son (and the parity fixtures' ``son``) to 1e-12.
 
     Args:
         lr: B×C×H×W float in [0, 1].
         graph_scale: g (2 or 3).
+        border: ``symmetric`` (released son) or ``replicate`` (MATLAB).
 
     Returns:
         B×C×⌊H/g⌋×⌊W/g⌋, same dtype/device.
     """
     if not lr.is_floating_point():
         raise TypeError(f"make_son expects a floating tensor in [0, 1], got {lr.dtype}")
-    return imresize(modcrop(lr, graph_scale), 1.0 / graph_scale).clamp_(0.0, 1.0)
+    return imresize(modcrop(lr, graph_scale), 1.0 / graph_scale, border=border).clamp_(0.0, 1.0)
 
 
 class LRCache:

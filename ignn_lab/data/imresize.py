@@ -56,9 +56,21 @@ def _raw_contributions(in_len: int, out_len: int, scale: float, antialias: bool)
     return w[:, keep], ind[:, keep].astype(np.int64)
 
 
+def _border_index(ind: np.ndarray, n: int, border: str) -> np.ndarray:
+    """Map 0-based indices outside [0, n) into it: ``replicate`` clamps, ``symmetric`` mirrors (edge repeated)."""
+    if border == "replicate":
+        return np.clip(ind, 0, n - 1)
+    if border == "symmetric":
+        period = 2 * n
+        m = np.mod(ind, period)
+        return np.where(m < n, m, period - 1 - m)
+    raise ValueError(f"border must be 'replicate' or 'symmetric', got {border!r}")
+
+
 @lru_cache(maxsize=256)
-def contributions(in_len: int, out_len: int, scale: float, antialias: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """MATLAB ``contributions()`` with clamped borders.
+def contributions(in_len: int, out_len: int, scale: float, antialias: bool = True,
+                  border: str = "replicate") -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB ``contributions()``; out-of-range indices clamped (``replicate``) or mirrored (``symmetric``).
 
     Args:
         in_len: input length along the dimension.
@@ -70,7 +82,7 @@ def contributions(in_len: int, out_len: int, scale: float, antialias: bool = Tru
         weights: out_len×P float64, rows sum to 1.  indices: out_len×P int64, 0-based, in [0, in_len).
     """
     w, ind = _raw_contributions(in_len, out_len, scale, antialias)
-    ind = np.clip(ind, 1, in_len) - 1
+    ind = _border_index(ind - 1, in_len, border)
     w, ind = np.ascontiguousarray(w), np.ascontiguousarray(ind)
     w.setflags(write=False)
     ind.setflags(write=False)
@@ -78,12 +90,12 @@ def contributions(in_len: int, out_len: int, scale: float, antialias: bool = Tru
 
 
 @lru_cache(maxsize=256)
-def _polyphase(in_len: int, out_len: int, scale: float, antialias: bool):
-    """A strided form of the resampling when the weights repeat: ``(pad_before, pad_after, step, phases)``.
+def _polyphase(in_len: int, out_len: int, scale: float, antialias: bool, border: str = "replicate"):
+    """A strided form of the resampling when the weights repeat: ``(pad_index, step, phases)``.
 
-    Output ``i = φ + q·n`` reads padded inputs ``start_φ[p] + step·n`` with weights ``w_φ[p]``; borders are
-    handled by replicate padding, which is exactly MATLAB's index clamping. Returns None when the weights do not
-    repeat (non-integer ratios), and the caller falls back to gathering.
+    Output ``i = φ + q·n`` reads padded inputs ``start_φ[p] + step·n`` with weights ``w_φ[p]``; the input is first
+    padded through ``pad_index`` (clamped or mirrored indices), which is exactly MATLAB's border handling. Returns
+    None when the weights do not repeat (non-integer ratios), and the caller falls back to gathering.
     """
     w, raw = _raw_contributions(in_len, out_len, scale, antialias)
     raw = raw - 1  # 0-based, unclamped
@@ -105,13 +117,16 @@ def _polyphase(in_len: int, out_len: int, scale: float, antialias: bool):
         phases.append((rp[0].tolist(), w[phi].tolist()))
     before = max(0, -int(raw.min()))
     after = max(0, int(raw.max()) - (in_len - 1))
-    return before, after, step, [([i + before for i in starts], wts) for starts, wts in phases]
+    pad_index = None
+    if before or after:
+        pad_index = torch.from_numpy(_border_index(np.arange(-before, in_len + after), in_len, border))
+    return pad_index, step, [([i + before for i in starts], wts) for starts, wts in phases]
 
 
 @lru_cache(maxsize=256)
-def _contributions_t(in_len: int, out_len: int, scale: float, antialias: bool, dtype: torch.dtype,
+def _contributions_t(in_len: int, out_len: int, scale: float, antialias: bool, border: str, dtype: torch.dtype,
                      device: torch.device) -> tuple[Tensor, Tensor]:
-    w, ind = contributions(in_len, out_len, scale, antialias)
+    w, ind = contributions(in_len, out_len, scale, antialias, border)
     return torch.tensor(w, dtype=dtype, device=device), torch.tensor(ind, device=device)
 
 
@@ -125,12 +140,9 @@ def _round_uint8(v: Tensor) -> Tensor:
 
 
 def _resize_polyphase(x: Tensor, dim: int, plan, n_out: int) -> Tensor:
-    before, after, step, phases = plan
-    if before or after:
-        xd = x.movedim(dim, -1)
-        lead = xd.shape[:-1]
-        xd = torch.nn.functional.pad(xd.reshape(-1, 1, xd.shape[-1]), (before, after), mode="replicate")
-        x = xd.reshape(*lead, xd.shape[-1]).movedim(-1, dim)
+    pad_index, step, phases = plan
+    if pad_index is not None:
+        x = x.index_select(dim, pad_index.to(x.device))
     n_per = n_out // len(phases)
     outs = []
     for starts, wts in phases:
@@ -167,6 +179,7 @@ def imresize(
     *,
     size: tuple[int, int] | None = None,
     antialias: bool = True,
+    border: str = "replicate",
 ) -> Tensor:
     """Resize the last two dimensions with MATLAB's bicubic ``imresize``.
 
@@ -177,6 +190,8 @@ def imresize(
         scale: the factor (e.g. ``0.5``, ``1/3``, ``4``), or a (height, width) pair. Give ``scale`` or ``size``.
         size: the output (height, width); the factor per dimension is then ``out/in``.
         antialias: antialiased kernel when downscaling (MATLAB's default, ``True``).
+        border: ``replicate`` (the protocol: MATLAB clamps indices) or ``symmetric`` (mirrored with the edge
+            repeated, as the released IGNN's ``utils/imresize.py`` pads when it makes the son).
 
     Returns:
         ``...×H'×W'`` tensor with the input's dtype and device.
@@ -208,11 +223,11 @@ def imresize(
         n_in, n_out, s = (h, oh, sh) if dim == -2 else (w, ow, sw)
         if n_in == n_out and s == 1:
             continue
-        plan = _polyphase(n_in, n_out, float(s), antialias)
+        plan = _polyphase(n_in, n_out, float(s), antialias, border)
         if plan is not None:
             v = _resize_polyphase(v, v.ndim + dim, plan, n_out)
         else:
-            wts, ind = _contributions_t(n_in, n_out, float(s), antialias, v.dtype, v.device)
+            wts, ind = _contributions_t(n_in, n_out, float(s), antialias, border, v.dtype, v.device)
             v = _resize_dim(v, v.ndim + dim, wts, ind)
         if is_uint8:
             v = _round_uint8(v)
@@ -220,12 +235,12 @@ def imresize(
 
 
 def imresize_np(img: np.ndarray, scale: float | None = None, *, size: tuple[int, int] | None = None,
-                antialias: bool = True) -> np.ndarray:
+                antialias: bool = True, border: str = "replicate") -> np.ndarray:
     """``imresize`` for an H×W or H×W×C numpy array (uint8 or float)."""
     t = torch.from_numpy(np.ascontiguousarray(img))
     if img.ndim == 3:
         t = t.permute(2, 0, 1)
-    out = imresize(t, scale, size=size, antialias=antialias)
+    out = imresize(t, scale, size=size, antialias=antialias, border=border)
     if img.ndim == 3:
         out = out.permute(1, 2, 0)
     return out.contiguous().numpy()

@@ -1,0 +1,32 @@
+"""Every notebook runs headless under papermill on tiny parameters and records its results."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ignn_lab.lab.notebooks import notebooks_dir
+
+NOTEBOOKS = sorted(notebooks_dir().glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_clean_and_parameterised(path):
+    nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "committed without outputs"
+
+
+@pytest.mark.notebooks
+def test_evaluate_notebook_matches_library(data_root, tmp_path):
+    from ignn_lab.engine.evaluate import evaluate
+    from ignn_lab.lab.tasks import reproduce
+
+    res = reproduce("bicubic", out=tmp_path, sets=["Set5"], scales=[2, 3], progress=False)
+    direct = evaluate("bicubic", ["Set5"], (2, 3), progress=False)
+    assert [r["psnr"] for r in res["rows"]] == [r["psnr"] for r in direct["rows"]]
+    assert (tmp_path / "03_evaluate.ipynb").is_file() and (tmp_path / "psnr.png").is_file()
+    executed = nbformat.read(tmp_path / "03_evaluate.ipynb", as_version=4)
+    assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
