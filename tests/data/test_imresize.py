@@ -103,16 +103,16 @@ def test_real_image_against_loop(data_root):
 
 @pytest.mark.parametrize("scale", [0.5, 1 / 3, 2.0])
 def test_symmetric_border_matches_padded_loop(scale):
-    """border='symmetric' equals replicate-free resizing of a mirror-padded signal (numpy 'symmetric')."""
-    rng = np.random.default_rng(5)
-    x = rng.random((1, 17, 3))
-    pad = 16
-    xp = np.pad(x, ((0, 0), (pad, pad), (0, 0)), mode="symmetric")
-    w, ind = contributions(17, math.ceil(17 * scale - 1e-9), scale, True, "symmetric")
-    expected = np.einsum("op,bpc->boc", w, x[:, ind.ravel()].reshape(1, *ind.shape, 3))
-    got = imresize(torch.from_numpy(x).permute(0, 2, 1), size=(3, ind.shape[0]), border="symmetric")
-    np.testing.assert_allclose(got.permute(0, 2, 1).numpy(), expected, atol=1e-12)
-    # mirrored indices really are the numpy 'symmetric' padding
-    w_all, raw = __import__("ignn_lab.data.imresize", fromlist=["_raw_contributions"])._raw_contributions(
-        17, ind.shape[0], scale, True)
-    np.testing.assert_array_equal(xp[0, raw - 1 + pad, 0], x[0, ind, 0])
+    """border='symmetric' reads a numpy-'symmetric'-padded signal at MATLAB's unclamped indices."""
+    from ignn_lab.data.imresize import _raw_contributions
+
+    n, pad = 17, 16
+    x = np.random.default_rng(5).random(n)
+    xp = np.pad(x, pad, mode="symmetric")
+    m = math.ceil(n * scale - 1e-9)
+    w, raw = _raw_contributions(n, m, scale, True)
+    expected = (w * xp[raw - 1 + pad]).sum(1)
+    got = imresize(torch.from_numpy(x).view(1, n, 1), size=(m, 1), border="symmetric")
+    np.testing.assert_allclose(got.view(-1).numpy(), expected, rtol=0, atol=1e-12)
+    clamped = imresize(torch.from_numpy(x).view(1, n, 1), size=(m, 1))
+    assert not np.allclose(clamped.view(-1).numpy(), expected)  # the two borders really differ
