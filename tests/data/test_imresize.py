@@ -112,7 +112,7 @@ def test_symmetric_border_matches_padded_loop(scale):
     m = math.ceil(n * scale - 1e-9)
     w, raw = _raw_contributions(n, m, scale, True)
     expected = (w * xp[raw - 1 + pad]).sum(1)
-    got = imresize(torch.from_numpy(x).view(1, n, 1), size=(m, 1), border="symmetric")
+    got = imresize(torch.from_numpy(x).view(1, n, 1), (scale, 1.0), border="symmetric")
     np.testing.assert_allclose(got.view(-1).numpy(), expected, rtol=0, atol=1e-12)
-    clamped = imresize(torch.from_numpy(x).view(1, n, 1), size=(m, 1))
+    clamped = imresize(torch.from_numpy(x).view(1, n, 1), (scale, 1.0))
     assert not np.allclose(clamped.view(-1).numpy(), expected)  # the two borders really differ
