@@ -127,6 +127,8 @@ def cmd_explore(a) -> int:
 def cmd_bench(a) -> int:
     if a.what == "knn":
         from ignn_lab.lab.bench_knn import run
+    elif a.what == "eval":
+        from ignn_lab.lab.bench_eval import run
     else:
         from ignn_lab.lab.bench_models import run
     run(a.json, quick=a.quick)
@@ -229,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_explore)
 
     b = sub.add_parser("bench", help="benchmarks that write JSON (and a PNG chart beside it)")
-    b.add_argument("what", choices=["knn", "models"])
+    b.add_argument("what", choices=["knn", "models", "eval"])
     b.add_argument("--json", required=True, help="output JSON path")
     b.add_argument("--quick", action="store_true", help="a reduced run that takes seconds")
     b.set_defaults(func=cmd_bench)
