@@ -55,6 +55,12 @@ def _model_opts(a) -> dict:
             opts[key] = v
     if getattr(a, "self_ensemble", False):
         opts["self_ensemble"] = True
+    if getattr(a, "weighting", None):
+        opts["weighting"] = a.weighting
+    if getattr(a, "no_adapn", False):
+        opts["adapn"] = False
+    if getattr(a, "same_scale", False):
+        opts["cross_scale"] = False
     return opts
 
 
@@ -187,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--embedding", help="matching embedding (graphagg-star): pixel, vgg-random, vgg19")
         sp.add_argument("--k", type=int, help="neighbours (graphagg-star)")
         sp.add_argument("--window", type=_window, help="search window in son patches, or 'none' (graphagg-star)")
+        sp.add_argument("--weighting", choices=["uniform", "distance"], help="neighbour weights (graphagg-star)")
+        sp.add_argument("--no-adapn", action="store_true", help="skip AdaPN normalisation (graphagg-star)")
+        sp.add_argument("--same-scale", action="store_true", help="same-scale neighbours, RQ2 (graphagg-star)")
         sp.add_argument("--self-ensemble", action="store_true", help="×8 flip/transpose ensemble (networks)")
         sp.add_argument("--tile", type=int, help="LR tile size for tiled inference (networks)")
         sp.add_argument("--device", help="cpu, cuda, cuda:1 … (networks)")

@@ -1,0 +1,1 @@
+"""Static matplotlib figures (headless Agg); import the submodule you need: ``matches``, ``compare``."""
