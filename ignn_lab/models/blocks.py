@@ -1,0 +1,77 @@
+"""Building blocks shared by EDSR and IGNN, laid out so parameter names match the released code.
+
+Released names: a conv "block" is ``nn.Sequential(conv[, act])`` (hence ``head.0``, ``fuse_b.0.0``), a
+residual block is ``ResBlock.body = [conv, ReLU, conv]`` (hence ``body1.3.body.2``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ignn_lab.graph.embed import MeanShift
+
+DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
+
+__all__ = ["DIV2K_MEAN", "ResBlock", "cat_channels_last", "conv", "conv_block", "mean_shift",
+           "upsampler_layers"]
+
+
+def conv(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
+    """Conv with bias and "same" zero padding ``(kernel - 1) // 2`` (the release's ``default_conv``)."""
+    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=(kernel - 1) // 2, bias=True)
+
+
+def conv_block(c_in: int, c_out: int, kernel: int = 3, *, act: bool = False,
+               stride: int = 1) -> nn.Sequential:
+    """``Sequential(conv[, ReLU])``: index 0 is the conv, as in the release."""
+    layers: list[nn.Module] = [conv(c_in, c_out, kernel, stride)]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class ResBlock(nn.Module):
+    """``v + res_scale · conv(ReLU(conv(v)))`` (EDSR / IGNN residual block, no BatchNorm)."""
+
+    def __init__(self, n_feats: int, kernel: int = 3, res_scale: float = 1.0):
+        super().__init__()
+        self.body = nn.Sequential(conv(n_feats, n_feats, kernel), nn.ReLU(inplace=True),
+                                  conv(n_feats, n_feats, kernel))
+        self.res_scale = res_scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        """B×C×H×W → B×C×H×W."""
+        return torch.add(x, self.body(x), alpha=self.res_scale)
+
+
+def mean_shift(rgb_range: float, sign: int) -> MeanShift:
+    """Frozen 1×1 conv adding (``sign=+1``) or subtracting (``-1``) the DIV2K mean times ``rgb_range``."""
+    return MeanShift(rgb_range, DIV2K_MEAN, (1.0, 1.0, 1.0), sign=sign)
+
+
+def upsampler_layers(scale: int, n_feats: int) -> list[nn.Module]:
+    """EDSR's upsampler: ×2^n as n × [conv C→4C, PixelShuffle(2)], ×3 as conv C→9C, PixelShuffle(3)."""
+    layers: list[nn.Module] = []
+    if scale in (2, 4, 8):
+        for _ in range(int(math.log2(scale))):
+            layers += [conv(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
+    elif scale == 3:
+        layers += [conv(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
+    else:
+        raise ValueError(f"upsampler: scale must be 2, 3, 4 or 8, got {scale}")
+    return layers
+
+
+def cat_channels_last(tensors: list[Tensor]) -> Tensor:
+    """``torch.cat(tensors, 1)`` into a channels-last B×C×H×W tensor (plain ``cat`` may fall back to NCHW,
+    which makes the next convolution several times slower on CPU)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):  # ``out=`` has no autograd
+        return torch.cat(tensors, 1).contiguous(memory_format=torch.channels_last)
+    b, _, h, w = tensors[0].shape
+    out = torch.empty(b, sum(t.shape[1] for t in tensors), h, w, dtype=tensors[0].dtype,
+                      device=tensors[0].device, memory_format=torch.channels_last)
+    return torch.cat(tensors, 1, out=out)

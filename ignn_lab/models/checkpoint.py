@@ -1,0 +1,125 @@
+"""The kit's own checkpoints: weights + model config + provenance in one file, written atomically."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ignn_lab.data.io import atomic_write_bytes
+from ignn_lab.models.config import EDSRConfig, IGNNConfig, model_config_from_dict
+
+FORMAT = "ignn-lab/model"
+FORMAT_VERSION = 1
+
+__all__ = ["CheckpointError", "FORMAT", "load", "save"]
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable ignn-lab model checkpoint."""
+
+
+def _check_plain(value: Any, where: str) -> None:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: keys must be str, got {type(k).__name__}")
+            _check_plain(v, f"{where}.{k}")
+        return
+    raise TypeError(f"{where}: {type(value).__name__} is not allowed; provenance holds only str, int, float, "
+                    "bool, None, lists and dicts (so the file loads with weights_only=True)")
+
+
+def save(model: nn.Module, path: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights, its config and provenance to ``path`` atomically (temp file + rename).
+
+    Args:
+        model: a kit model (it has ``config`` with ``to_dict()``).
+        path: destination file (``.pt``); parent folders are created.
+        provenance: JSON-like dict (e.g. dataset, steps, seed); the kit adds version, torch version and time.
+
+    Returns:
+        The path written.
+    """
+    config = getattr(model, "config", None)
+    if not isinstance(config, (EDSRConfig, IGNNConfig)):
+        raise TypeError(f"save expects a kit model with a config (EDSRConfig/IGNNConfig), got "
+                        f"{type(model).__name__} with config {type(config).__name__}")
+    prov = dict(provenance or {})
+    _check_plain(prov, "provenance")
+    from ignn_lab import __version__
+
+    prov.setdefault("ignn_lab_version", __version__)
+    # a plain str: torch's TorchVersion type does not load with weights_only=True
+    prov.setdefault("torch_version", str(torch.__version__))
+    prov.setdefault("saved_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_dict(),
+               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+               "provenance": prov}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else ""
+
+
+def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model saved by :func:`save` (read with ``weights_only=True``).
+
+    Returns:
+        The model in eval mode, with ``model.provenance`` (dict) attached.
+
+    Raises:
+        FileNotFoundError, CheckpointError (not a kit checkpoint, wrong version, or weights that do not fit).
+    """
+    from ignn_lab.models.edsr import EDSR
+    from ignn_lab.models.ignn import IGNN
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"no checkpoint at {p}")
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{p} is not an ignn-lab checkpoint: torch.load(weights_only=True) failed "
+                              f"({type(exc).__name__}: {_first_line(exc)})") from exc
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        hint = ""
+        released = isinstance(obj, dict) and ("net_state_dict" in obj or any(str(k).startswith("module.")
+                                                                              for k in obj))
+        if released:
+            hint = " It looks like a released IGNN checkpoint: use ignn_lab.models.load_official(path, scale)"
+        raise CheckpointError(f"{p} is not an ignn-lab model checkpoint (no format={FORMAT!r} marker).{hint}")
+    if obj.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{p}: checkpoint format version {obj.get('format_version')!r} is not "
+                              f"supported (this kit reads version {FORMAT_VERSION})")
+    config = model_config_from_dict(obj["config"])
+    model = EDSR(config) if isinstance(config, EDSRConfig) else IGNN(config, init_embedding=False)
+    state = obj.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{p}: the checkpoint has no state_dict")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                  if k in state and state[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(f"{p}: weights do not fit the saved config: missing {missing}, unexpected "
+                              f"{unexpected}, shape mismatch {mismatched}")
+    model.load_state_dict(state, strict=True)
+    model.provenance = obj.get("provenance", {})
+    return model.eval()

@@ -1,0 +1,149 @@
+"""How the lite sizes were chosen: CPU timings of a training step and of inference, written as JSON.
+
+``python -m ignn_lab.models.sizing --json runs/models_sizing.json [--quick] [--threads N]``
+
+* train step: 16 LR patches of 48×48 (×2), forward + L1 loss + backward + Adam step;
+* inference: one 256×256 LR image (×2) under ``torch.inference_mode`` (the son computed by the model);
+* the IGNN-lite / EDSR-lite inference ratio (target ≤ 1.6) and where IGNN-lite's extra time goes.
+
+The models are timed alternately (A, B, A, B, ...) so that load from other processes hits both alike; medians
+are reported with every sample and the 1-minute load average before and after. On a busy machine, run with
+``--threads 1`` and read the CPU-time figures (the work done, not the wait); on a quiet one, the wall times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+
+from ignn_lab.data.io import atomic_write_bytes
+from ignn_lab.models.registry import build
+
+__all__ = ["inference_fn", "run", "stage_split", "train_step_fn"]
+
+
+def train_step_fn(name: str, scale: int = 2, *, batch: int = 16, patch: int = 48,
+                  **overrides: Any) -> Callable:
+    """A closure running one training step (forward, L1, backward, Adam) on fixed random patches."""
+    torch.manual_seed(0)
+    model = build(name, scale, **overrides).train()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    lr = torch.rand(batch, 3, patch, patch)
+    hr = torch.rand(batch, 3, patch * scale, patch * scale)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.l1_loss(model(lr), hr).backward()
+        opt.step()
+
+    return step
+
+
+def inference_fn(name: str, scale: int = 2, *, size: int = 256, **overrides: Any) -> Callable:
+    """A closure running one forward pass on a ``size``×``size`` random LR image."""
+    torch.manual_seed(0)
+    model = build(name, scale, **overrides).eval()
+    lr = torch.rand(1, 3, size, size)
+
+    def fwd() -> None:
+        with torch.inference_mode():
+            model(lr)
+
+    return fwd
+
+
+def _alternate(fns: dict[str, Callable], repeats: int) -> dict[str, dict[str, Any]]:
+    for fn in fns.values():  # warm-up (oneDNN builds its kernels on the first call of each shape)
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+            cpu[key].append(time.process_time() - c0)
+    return {k: {"median_s": statistics.median(v), "times_s": v, "cpu_median_s": statistics.median(cpu[k]),
+                "cpu_times_s": cpu[k]} for k, v in times.items()}
+
+
+def stage_split(scale: int = 2, *, size: int = 256, name: str = "ignn-lite") -> dict[str, float]:
+    """Seconds per stage of one IGNN forward: graph (embedding + kNN + diffs), aggregation (the rest of the
+    GCN), the fusion convs, and the whole call (the EDSR-like remainder is the difference)."""
+    model = build(name, scale).eval()
+    lr = torch.rand(1, 3, size, size)
+    spent = {"graph": 0.0, "gcn": 0.0, "fuse_b": 0.0, "fuse_up": 0.0}
+
+    def timed(fn: Callable, key: str) -> Callable:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            spent[key] += time.perf_counter() - t0
+            return out
+        return wrapper
+
+    gcn = model.gcn
+    gcn.build_graph = timed(gcn.build_graph, "graph")
+    gcn.forward = timed(gcn.forward, "gcn")
+    model.fuse_b.forward = timed(model.fuse_b.forward, "fuse_b")
+    if hasattr(model, "fuse_up"):
+        model.fuse_up.forward = timed(model.fuse_up.forward, "fuse_up")
+    with torch.inference_mode():
+        model(lr)
+        spent.update({k: 0.0 for k in spent})
+        t0 = time.perf_counter()
+        model(lr)
+        total = time.perf_counter() - t0
+    return {"graph_s": spent["graph"], "aggregation_s": spent["gcn"] - spent["graph"],
+            "fuse_b_s": spent["fuse_b"], "fuse_up_s": spent["fuse_up"], "total_s": total}
+
+
+def run(json_path: str | os.PathLike, *, quick: bool = False) -> dict[str, Any]:
+    """Time the lite models and write the results to ``json_path``; returns the dict."""
+    reps = 3 if quick else 9
+    out: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                           "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                           "load_before": os.getloadavg()[0]}
+    names = ("edsr-lite", "ignn-lite")
+    out["lite_configs"] = {n: build(n, 2).config.to_dict() for n in names}
+    out["train_step_16x48x48"] = _alternate({n: train_step_fn(n) for n in names}, reps)
+    out["inference_256"] = _alternate({n: inference_fn(n) for n in names}, reps)
+    inf = out["inference_256"]
+    out["ratio_ignn_over_edsr_256"] = inf["ignn-lite"]["median_s"] / inf["edsr-lite"]["median_s"]
+    # process CPU time: with one thread it is the work done, unaffected by waiting for a busy machine's cores
+    out["cpu_ratio_ignn_over_edsr_256"] = inf["ignn-lite"]["cpu_median_s"] / inf["edsr-lite"]["cpu_median_s"]
+    pairs = zip(inf["ignn-lite"]["times_s"], inf["edsr-lite"]["times_s"], strict=True)
+    out["ratio_per_pair_256"] = sorted(a / b for a, b in pairs)
+    out["ignn_lite_stages_256"] = stage_split(2)
+    out["load_after"] = os.getloadavg()[0]
+    atomic_write_bytes(json_path, json.dumps(out, indent=2).encode())
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point (``python -m ignn_lab.models.sizing``)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", required=True, help="output JSON path")
+    ap.add_argument("--quick", action="store_true", help="3 repeats instead of 9")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    res = run(args.json, quick=args.quick)
+    for kind in ("train_step_16x48x48", "inference_256"):
+        for name, r in res[kind].items():
+            print(f"{kind:20s} {name:10s} median {r['median_s']:.3f} s wall, {r['cpu_median_s']:.3f} s CPU")
+    print(f"IGNN-lite / EDSR-lite at 256²: wall {res['ratio_ignn_over_edsr_256']:.2f}, "
+          f"CPU time {res['cpu_ratio_ignn_over_edsr_256']:.2f}  "
+          f"(load {res['load_before']:.1f} → {res['load_after']:.1f})")
+
+
+if __name__ == "__main__":
+    main()
