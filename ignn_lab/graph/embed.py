@@ -2,14 +2,15 @@
 
 * ``pixel``: mean-shifted RGB (``x - mean``, x in [0, 1]); 3 channels, 27-d patch vectors.
 * ``vgg-random``: the VGG19-shaped frozen head (ImageNet MeanShift, conv1_1, ReLU, conv1_2, ReLU) with seeded
-  random weights drawn as the released training code draws them (kaiming-normal fan_in × 0.1, zero biases): this is
-  what the released training path really matches with. 64 channels, 576-d patch vectors.
+  random weights drawn as the released training code draws them (kaiming-normal fan_in × 0.1, zero biases):
+  this is what the released training path really matches with. 64 channels, 576-d patch vectors.
 * ``vgg19``: the same head with ImageNet weights, read from a local file or the torch hub cache.
 * ``features``: a tensor you pass (any B×C×H×W), used as it is.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Literal
@@ -24,7 +25,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 
-__all__ = ["EMBEDDINGS", "Embedding", "MeanShift", "VGGHead", "vgg19_weights_path", "build_embedding", "embed"]
+__all__ = ["EMBEDDINGS", "Embedding", "MeanShift", "VGGHead", "vgg19_weights_path", "build_embedding",
+           "embed"]
 
 
 class MeanShift(nn.Conv2d):
@@ -84,7 +86,18 @@ class VGGHead(nn.Module):
 
 
 def vgg19_weights_path(path: str | os.PathLike | None = None) -> Path:
-    """The ImageNet VGG19 weights: ``path``, ``IGNN_LAB_VGG19``, or the torch hub cache; clear error if absent."""
+    """Locate torchvision's ImageNet VGG19 weights (``vgg19-dcbb9e9d.pth``).
+
+    Args:
+        path: an explicit file; else the ``IGNN_LAB_VGG19`` environment variable; else the torch hub cache
+            (``torch.hub.get_dir()/checkpoints``).
+
+    Returns:
+        The first of those that is a file.
+
+    Raises:
+        FileNotFoundError: none exists; the message names every place looked at and how to fix it.
+    """
     hub = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
     cands = [Path(p).expanduser() for p in (path, os.environ.get("IGNN_LAB_VGG19")) if p] + [hub]
     for c in cands:
@@ -98,8 +111,22 @@ def vgg19_weights_path(path: str | os.PathLike | None = None) -> Path:
     )
 
 
-def build_embedding(kind: Embedding, *, seed: int = 0, weights: str | os.PathLike | None = None) -> nn.Module | None:
-    """The embedding network for ``kind`` (None for ``pixel`` and ``features``)."""
+def build_embedding(kind: Embedding, *, seed: int = 0,
+                    weights: str | os.PathLike | None = None) -> nn.Module | None:
+    """The embedding network for ``kind``.
+
+    Args:
+        kind: ``vgg-random`` (released init, seeded), ``vgg19`` (ImageNet weights), ``pixel`` or ``features``.
+        seed: seed of the ``vgg-random`` weights.
+        weights: the VGG19 weight file for ``vgg19`` (see :func:`vgg19_weights_path`).
+
+    Returns:
+        A frozen :class:`VGGHead` (input B×3×H×W in [0, 1], output B×64×H×W), or None for ``pixel`` and
+        ``features``, which need no network.
+
+    Raises:
+        ValueError: unknown kind. FileNotFoundError: ``vgg19`` without weights.
+    """
     if kind == "vgg-random":
         return VGGHead().randomize_(seed)
     if kind == "vgg19":
@@ -120,15 +147,24 @@ def embed(x: Tensor, kind: Embedding = "pixel", *, net: nn.Module | None = None,
         net: a prebuilt embedding network to reuse (from :func:`build_embedding`).
 
     Returns:
-        B×C'×H×W, same dtype and device as ``x``.
+        B×C'×H×W (C' = 3 for ``pixel``, 64 for the VGG heads), same dtype and device as ``x``.
+
+    Raises:
+        TypeError: ``x`` is not a floating tensor. ValueError: not B×3×H×W, or an unknown kind.
     """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"embed expects a floating torch.Tensor, got {getattr(x, 'dtype', type(x).__name__)}")
     if kind == "features":
         return x
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"embedding {kind!r} expects B×3×H×W images in [0, 1], got shape {tuple(x.shape)}")
     if kind == "pixel":
         mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return x - mean
     if net is None:
         net = build_embedding(kind, seed=seed, weights=weights)
-    net = net.to(device=x.device, dtype=x.dtype)
+    p = next(net.parameters())
+    if p.dtype != x.dtype or p.device != x.device:  # convert a copy: the caller's network is left as it is
+        net = copy.deepcopy(net).to(device=x.device, dtype=x.dtype)
     with torch.no_grad():
         return net(x)

@@ -15,7 +15,7 @@ __all__ = ["Centering", "effective_window", "window_starts", "window_table"]
 def effective_window(window: int | None, son_grid: tuple[int, int]) -> int | None:
     """The square window side used for a son grid, or None for a global search.
 
-    ``None`` (global) when ``window`` is None or when it covers the whole son grid (``ws ≥ n1`` and ``ws ≥ n2``);
+    ``None`` (global) when ``window`` is None or covers the whole son grid (``ws ≥ n1`` and ``ws ≥ n2``);
     otherwise ``min(ws, n1, n2)``: the window is always square and shrinks in both dimensions.
     """
     if window is None:

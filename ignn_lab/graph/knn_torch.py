@@ -1,0 +1,268 @@
+"""The ``torch`` backend of :func:`ignn_lab.graph.cross_scale_knn`: exact, tiled, device-agnostic.
+
+Windowed search: the query grid is cut into tiles (:mod:`~ignn_lab.graph.knn_tiles`). Window
+starts are monotone in the query position (:func:`~ignn_lab.graph.window.window_starts`), so the windows of
+a tile together cover one small rectangle of the son grid, the tile's *union*. Each tile's queries are
+multiplied (one GEMM per tile, tiles processed in chunks) against its union only, so memory is bounded by the
+chunk, never by the M×N matrix; candidates outside a query's own window are masked. Bands of tiles are spread
+over worker threads (:func:`parallel_bands`). Global search: chunks of query rows against all son patches.
+
+Both feed :func:`~ignn_lab.graph.knn_exact.refine_topk` (centred GEMM → lower bounds → exact recompute →
+certification → fallback), so results are exact and ties go to the lower son index.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ignn_lab.graph.knn_exact import SHORTLIST_EXTRA, gemm_gamma, recompute_delta, refine_topk, workspace
+from ignn_lab.graph.patches import calc_padding, grid_size, im2patch_rows
+from ignn_lab.graph.knn_tiles import CHUNK_ELEMS, AxisTiles, TileChunk, choose_tile
+from ignn_lab.graph.window import Centering, window_starts
+
+__all__ = ["windowed_search", "global_search", "rerun_rows", "parallel_bands", "GLOBAL_BLOCK_ELEMS"]
+
+#: Elements of the (batch × query chunk × son) distance block of a global search (64 MiB in float32).
+GLOBAL_BLOCK_ELEMS = 1 << 24
+
+
+def _augment_candidates(cand: Tensor, centre: Tensor, gamma: float, out: Tensor) -> Tensor:
+    """Fill ``out`` (G×Nc×(D+2)) with ``[−2(s − c), (1−γ)‖s − c‖², 1]`` for G groups of candidates.
+
+    Args:
+        cand: G×...×D candidates (any strides, e.g. a strided view of the son grid; ... flattens to Nc).
+        centre: G×D, the centre ``c`` of each group.
+    """
+    G, D = out.shape[0], out.shape[2] - 2
+    body = out[..., :D]
+    c2 = (2 * centre).view(G, *([1] * (cand.dim() - 2)), D)
+    torch.add(c2, cand, alpha=-2, out=body.view(cand.shape))  # 2c − 2s = −2(s − c), exactly
+    out[..., D] = torch.linalg.vector_norm(body, dim=2).square_().mul_((1 - gamma) / 4)
+    out[..., D + 1] = 1
+    return out
+
+
+def _lower_bounds(q: Tensor, centre: Tensor, cand_aug: Tensor, gamma: float, *, work: dict | None = None,
+                  columns: bool = False) -> Tensor:
+    """G×R×Nc lower bounds ``(1−γ)(‖q−c‖² + ‖s−c‖²) − 2(q−c)·(s−c)`` of squared distances, one GEMM per group.
+
+    The norms ride inside the GEMM as two extra coordinates (``[q−c, 1, (1−γ)‖q−c‖²]`` against the
+    :func:`_augment_candidates` rows), so no extra pass over the G×R×Nc result is needed.
+
+    Args:
+        q: G×R×D queries (G×D×R with ``columns``). centre: G×D, the centre each group was shifted by.
+        cand_aug: G×Nc×(D+2) from :func:`_augment_candidates` with the same centres.
+        gamma: :func:`~ignn_lab.graph.knn_exact.gemm_gamma` for D and the dtype.
+        work: reusable buffers (:func:`~ignn_lab.graph.knn_exact.workspace`).
+    """
+    G, D = q.shape[0], centre.shape[1]
+    R = q.shape[2] if columns else q.shape[1]
+    if columns:
+        aug = workspace(work, "aug_q", (G, D + 2, R), q)
+        torch.sub(q, centre.unsqueeze(2), out=aug[:, :D])
+        aug[:, D] = 1
+        aug[:, D + 1] = torch.linalg.vector_norm(aug[:, :D], dim=1).square_().mul_(1 - gamma)
+        rows = aug.transpose(1, 2)
+    else:
+        rows = workspace(work, "aug_q", (G, R, D + 2), q)
+        torch.sub(q, centre.unsqueeze(1), out=rows[..., :D])
+        rows[..., D] = 1
+        rows[..., D + 1] = torch.linalg.vector_norm(rows[..., :D], dim=2).square_().mul_(1 - gamma)
+    bound = workspace(work, "bound", (G, R, cand_aug.shape[1]), q)
+    for g in range(G):  # one GEMM per group: measured faster than one baddbmm on CPU
+        torch.mm(rows[g], cand_aug[g].T, out=bound[g])
+    return bound
+
+
+def _band_tiles(query: Tensor, ia: int, th: int, tw: int, col_starts: list[int], patch_size: int,
+                stride: int) -> Tensor:
+    """The query patches of grid rows ``ia..ia+th-1``, tile by tile, as columns: (B·n_tiles)×D×(th·tw).
+
+    One strided gather from the (zero-padded) band of image rows; vectors are ordered (c, py, px) as in
+    :func:`~ignn_lab.graph.patches.im2patch`, whose padding rule is applied.
+    """
+    B, C, H, W = query.shape
+    top, _ = calc_padding(H, patch_size, stride)
+    left, right = calc_padding(W, patch_size, stride)
+    a, b = ia * stride - top, (ia + th - 1) * stride + patch_size - top  # image rows the band needs
+    band = query[:, :, max(a, 0): min(b, H)]
+    pads = (left, right, max(0, -a), max(0, b - H))
+    if any(pads):
+        band = F.pad(band, pads)
+    sb, sc, sh, sw = band.stride()
+    m2 = (band.shape[3] - patch_size) // stride + 1
+    n_reg, n_t = m2 // tw, len(col_starts)  # tiles at multiples of tw; a last, overlapping one at m2 - tw
+    out = torch.empty((B, n_t, C, patch_size, patch_size, th, tw), dtype=query.dtype, device=query.device)
+    geometry = (sc, sh, sw, stride * sh, stride * sw)
+    out[:, :n_reg].copy_(band.as_strided((B, n_reg, C, patch_size, patch_size, th, tw),
+                                         (sb, stride * tw * sw) + geometry, band.storage_offset()))
+    if n_t > n_reg:
+        out[:, n_reg].copy_(band.as_strided((B, C, patch_size, patch_size, th, tw), (sb,) + geometry,
+                                            band.storage_offset() + stride * (m2 - tw) * sw))
+    return out.view(B * n_t, C * patch_size * patch_size, th * tw)
+
+
+def parallel_bands(fn, n_bands: int, device: torch.device) -> None:
+    """Call ``fn(bands)`` on disjoint lists of band numbers, one per torch CPU thread.
+
+    A windowed search is thousands of small operations; intra-op threading scales them poorly (and collapses
+    when the CPU is shared), so on CPU each of ``torch.get_num_threads()`` Python threads runs its own bands
+    single-threaded (torch releases the GIL inside operations). The thread count is per OS thread in PyTorch's
+    OpenMP/MKL builds, so the caller's setting is untouched; the default for new threads is restored after.
+    """
+    n = min(torch.get_num_threads(), n_bands) if device.type == "cpu" else 1
+    if n <= 1:
+        fn(list(range(n_bands)))
+        return
+    restore = torch.get_num_threads()
+    inference = torch.is_inference_mode_enabled()  # thread-local: carry the caller's mode into the workers
+
+    def worker(w: int) -> None:
+        torch.set_num_threads(1)
+        with torch.inference_mode(inference):
+            fn(list(range(w, n_bands, n)))
+
+    try:
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            for f in [pool.submit(worker, w) for w in range(n)]:
+                f.result()
+    finally:
+        torch.set_num_threads(restore)
+
+
+def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side: int, graph_scale: int,
+                    k: int, *, centering: Centering = "corrected", patch_size: int = 3, stride: int = 2,
+                    tile: int | tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+    """Exact kNN of every query patch within its square window of son patches.
+
+    Args:
+        query: B×C×H×W query embedding, float32 or float64 (patches are cut band by band).
+        son: B×N×D son patch vectors (``im2patch`` layout, N = n1·n2), contiguous, same dtype and device.
+        son_grid: (n1, n2). side: window side, 1 ≤ side ≤ min(n1, n2). graph_scale: g.
+        k: neighbours, 1 ≤ k ≤ side².
+        tile: query-tile side, or (rows, cols); default :func:`~ignn_lab.graph.knn_tiles.choose_tile`.
+
+    Returns:
+        dist: B×M×k ascending squared distances. idx: B×M×k int64 son indices (ties: lower index first).
+    """
+    B, _, H, W = query.shape
+    (n1, n2), N, D = son_grid, son.shape[1], son.shape[2]
+    m1, m2 = grid_size(H, patch_size, stride), grid_size(W, patch_size, stride)
+    dev, dtype = query.device, query.dtype
+    if tile is None:
+        workers = torch.get_num_threads() if dev.type == "cpu" else 1
+        tile = choose_tile((m1, m2), son_grid, side, graph_scale, D, centering=centering, workers=workers)
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    gamma, delta = gemm_gamma(D, dtype), recompute_delta(D, dtype)
+    rows = AxisTiles(window_starts(m1, n1, side, graph_scale, centering, dev), n1, min(th, m1), side)
+    cols = AxisTiles(window_starts(m2, n2, side, graph_scale, centering, dev), n2, min(tw, m2), side)
+    th, tw, ur, uc = rows.size, cols.size, rows.union, cols.union
+    son_flat = son.reshape(B * N, D)
+    dist = torch.empty((B * m1 * m2, k), dtype=dtype, device=dev)
+    idx = torch.empty((B * m1 * m2, k), dtype=torch.int64, device=dev)
+    n_ct = len(cols.starts)
+    step = max(1, CHUNK_ELEMS // (ur * uc * (D + th * tw) + th * tw * D * (k + SHORTLIST_EXTRA + 3)))
+    chunks = [TileChunk(range(a, min(a + step, B * n_ct)), n_ct, cols.union_starts.tolist()) for a in
+              range(0, B * n_ct, step)]
+    jj, ii = torch.arange(tw, device=dev), torch.arange(th, device=dev)
+    uu_r, uu_c = torch.arange(ur, device=dev), torch.arange(uc, device=dev)
+    masks: dict[tuple, Tensor] = {}  # window patterns repeat from band to band
+
+    def run_bands(bands: list[int]) -> None:
+        work: dict[str, Tensor] = {}  # buffers reused from chunk to chunk (one set per worker)
+        cand_aug = torch.empty((min(step, B * n_ct), ur * uc, D + 2), dtype=dtype, device=dev)
+        for band_i in bands:
+            ia = rows.starts[band_i]
+            queries = _band_tiles(query, ia, th, tw, cols.starts, patch_size, stride)  # (B·n_ct)×D×Tq
+            ra = int(rows.union_starts[band_i])
+            for ch_i, ch in enumerate(chunks):
+                g, b, ct = ch.size, ch.batch.to(dev), ch.col_tile.to(dev)
+                q_cols = queries[ch.first: ch.first + g]
+                centre = q_cols.mean(2)  # g×D: each tile's centre
+                for pos, length, bb, ca0, step_c in ch.runs:  # the unions, read straight from the son grid
+                    view = son.as_strided((length, ur, uc, D), (step_c * D, n2 * D, D, 1),
+                                          son.storage_offset() + (bb * N + ra * n2 + ca0) * D)
+                    _augment_candidates(view, centre[pos: pos + length], gamma, cand_aug[pos: pos + length])
+                bound = _lower_bounds(q_cols, centre, cand_aug[:g], gamma, work=work, columns=True)
+                key = (rows.keys[band_i], ch_i)
+                if key not in masks:
+                    row_in, col_in = rows.inside[band_i], cols.inside[ct]
+                    # g×th×tw×ur×uc: candidate outside the query's window
+                    masks[key] = ~(row_in[None, :, None, :, None] & col_in[:, None, :, None, :])
+                bound.view(masks[key].shape).masked_fill_(masks[key], float("inf"))
+                ja, ca = cols.query_starts[ct], cols.union_starts[ct]
+                cand_index = (b * N)[:, None, None] + (ra + uu_r)[:, None] * n2 + (ca[:, None, None] + uu_c)
+                qt = workspace(work, "rows", (g, th * tw, D), q_cols).copy_(q_cols.transpose(1, 2))
+                d, i = refine_topk(qt, son_flat, bound, cand_index.view(g, ur * uc), k, delta=delta,
+                                   work=work)
+                out = (b * (m1 * m2))[:, None, None] + (ia + ii)[:, None] * m2 + (ja[:, None, None] + jj)
+                dist[out.view(-1)] = d.view(-1, k)
+                idx[out.view(-1)] = (i - (b * N).view(-1, 1, 1)).view(-1, k)
+
+    parallel_bands(run_bands, len(rows.starts), dev)
+    return dist.view(B, m1 * m2, k), idx.view(B, m1 * m2, k)
+
+
+def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3,
+                  stride: int = 2) -> tuple[Tensor, Tensor]:
+    """Exact kNN of every query patch among all son patches.
+
+    Args:
+        query: B×C×H×W query embedding, float32 or float64.
+        son: B×N×D son patch vectors, contiguous, same dtype and device.
+        k: neighbours, 1 ≤ k ≤ N.
+
+    Returns:
+        dist: B×M×k ascending. idx: B×M×k int64 son indices (ties: lower index first).
+    """
+    B, _, H, W = query.shape
+    m1, m2 = grid_size(H, patch_size, stride), grid_size(W, patch_size, stride)
+    N, D = son.shape[1], son.shape[2]
+    gamma, delta = gemm_gamma(D, query.dtype), recompute_delta(D, query.dtype)
+    band_rows = max(1, min(m1, GLOBAL_BLOCK_ELEMS // max(1, B * N * m2)))
+    son_flat = son.reshape(B * N, D)
+    cand_index = torch.arange(B * N, device=son.device).view(B, N)
+    work: dict[str, Tensor] = {}
+    dist = torch.empty((B, m1 * m2, k), dtype=query.dtype, device=query.device)
+    idx = torch.empty((B, m1 * m2, k), dtype=torch.int64, device=query.device)
+    for ia in range(0, m1, band_rows):
+        ib = min(ia + band_rows, m1)
+        band = im2patch_rows(query, ia, ib, patch_size, stride)  # B×L×D
+        centre = band.mean(1)
+        aug = _augment_candidates(son, centre, gamma, workspace(work, "aug_son", (B, N, D + 2), son))
+        bound = _lower_bounds(band, centre, aug, gamma, work=work)
+        d, i = refine_topk(band, son_flat, bound, cand_index, k, delta=delta, work=work)
+        dist[:, ia * m2: ib * m2], idx[:, ia * m2: ib * m2] = d, i - cand_index[:, :1, None]
+    return dist, idx
+
+
+def rerun_rows(q: Tensor, son: Tensor, cand_index: Tensor | None, k: int, rows: Tensor, dist: Tensor,
+               idx: Tensor, *, inside: Tensor | None = None) -> None:
+    """Redo the rows flagged in ``rows`` (R bool) with the torch path, writing into ``dist``/``idx`` (R×k).
+
+    Candidates are ``son[cand_index]`` (increasing son indices), or all of ``son`` if ``cand_index`` is None;
+    ``inside`` (R×Nc bool) restricts each row to its own window among them.
+    """
+    if not bool(rows.any()):
+        return
+    sel = rows.nonzero().squeeze(1)
+    if cand_index is None:
+        cand_index = torch.arange(son.shape[0], device=son.device)
+    cand = son.index_select(0, cand_index)
+    D = q.shape[1]
+    gamma, delta = gemm_gamma(D, q.dtype), recompute_delta(D, q.dtype)
+    step = max(1, GLOBAL_BLOCK_ELEMS // max(1, cand.shape[0]))
+    for a in range(0, sel.numel(), step):
+        part = sel[a: a + step]
+        qr = q.index_select(0, part).unsqueeze(0)
+        centre = qr.mean(1)
+        aug = _augment_candidates(cand.unsqueeze(0), centre, gamma, cand.new_empty((1, cand.shape[0], D + 2)))
+        bound = _lower_bounds(qr, centre, aug, gamma)
+        if inside is not None:
+            bound.masked_fill_(~inside[part].unsqueeze(0), float("inf"))
+        d, i = refine_topk(qr, son, bound, cand_index.unsqueeze(0), k, delta=delta)
+        dist[part], idx[part] = d[0], i[0]

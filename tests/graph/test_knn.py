@@ -1,0 +1,356 @@
+"""cross_scale_knn, every backend, against an independent float64 brute force (issue 3, "Exactness").
+
+The brute force below shares no code with the package: patches by explicit slicing of a zero-padded canvas,
+windows by the spec's formulas, distances as float64 sums of squared differences, ranking by (distance,
+index).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import ignn_lab.graph.knn as knn_mod
+import ignn_lab.graph.knn_exact as knn_exact
+import ignn_lab.graph.knn_torch as knn_torch
+from ignn_lab._optional import available
+from ignn_lab.graph import cross_scale_knn
+from tests.graph.test_patches import _loop_im2patch
+
+HAS_FAISS = available("faiss")
+BACKENDS = ["reference", "torch", "auto"] + (["faiss"] if HAS_FAISS else [])
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def brute_force(query, son, *, k, window, graph_scale, centering="corrected", patch_size=3, stride=2):
+    """float64 brute force: (dist B×M×k, idx B×M×k, sorted B×M×Nc all window distances)."""
+    qv, (m1, m2), _ = _loop_im2patch(query.double(), patch_size, stride)
+    sv, (n1, n2), _ = _loop_im2patch(son.double(), patch_size, stride)
+    qv, sv = qv.numpy(), sv.numpy()
+    glob = window is None or (window >= n1 and window >= n2)
+    s = None if glob else min(window, n1, n2)
+    table = []  # candidate son indices of every query, from the spec's formulas
+    for i in range(m1):
+        for j in range(m2):
+            if glob:
+                table.append(list(range(n1 * n2)))
+                continue
+            if centering == "corrected":
+                r0, c0 = i // graph_scale - s // 2, j // graph_scale - s // 2
+            else:
+                r0, c0 = i // 2 - s // graph_scale, j // 2 - s // graph_scale
+            r0, c0 = min(max(r0, 0), n1 - s), min(max(c0, 0), n2 - s)
+            table.append([(r0 + a) * n2 + c0 + c for a in range(s) for c in range(s)])
+    table = np.array(table)
+    B, M, D = qv.shape
+    step = max(1, 2**22 // (table.shape[1] * D))
+    dist, idx, everything = [], [], []
+    for b in range(B):
+        for a in range(0, M, step):
+            cand = table[a: a + step]
+            d = ((qv[b, a: a + step, None, :] - sv[b][cand]) ** 2).sum(-1)
+            order = np.lexsort((cand, d), axis=-1)  # by distance, then by son index
+            dist.append(np.take_along_axis(d, order, -1)[:, :k])
+            idx.append(np.take_along_axis(cand, order, -1)[:, :k])
+            everything.append(np.sort(d, -1))
+    shape = (B, M, -1)
+    return tuple(torch.from_numpy(np.concatenate(a)).view(shape) for a in (dist, idx, everything))
+
+
+def tie_free(sorted_all, k, rel=1e-5):
+    """B×M×k mask: ranks whose float64 distance is separated from both neighbours by more than ``rel``."""
+    inf = torch.full(sorted_all.shape[:-1] + (1,), float("inf"), dtype=sorted_all.dtype)
+    d = torch.cat([sorted_all[..., : k + 1], inf], -1)  # +inf: no right neighbour when k = all candidates
+    scale = d[..., :k].abs().clamp(min=1e-300)
+    gap_next = (d[..., 1: k + 1] - d[..., :k]) > rel * scale
+    gap_prev = torch.ones_like(gap_next)
+    gap_prev[..., 1:] = (d[..., 1:k] - d[..., : k - 1]) > rel * scale[..., 1:]
+    return gap_next & gap_prev
+
+
+_BRUTE_CACHE: dict = {}
+
+
+def check_against_brute(g, query, son, *, k, window, graph_scale, centering="corrected", patch_size=3,
+                        stride=2, exact_ties=False, cache_key=None):
+    if cache_key is None or cache_key not in _BRUTE_CACHE:
+        result = brute_force(query, son, k=k, window=window, graph_scale=graph_scale, centering=centering,
+                             patch_size=patch_size, stride=stride)
+        if cache_key is not None:
+            _BRUTE_CACHE[cache_key] = result
+    bd, bi, ball = _BRUTE_CACHE[cache_key] if cache_key is not None else result
+    assert g.index.dtype == torch.int64 and g.index.shape == bi.shape
+    assert g.distance.dtype == query.dtype
+    torch.testing.assert_close(g.distance.double(), bd, rtol=1e-5, atol=0)
+    if exact_ties:  # ties are exact in the data: indices must match everywhere (lower index wins)
+        assert torch.equal(g.index, bi)
+    else:
+        ok = tie_free(ball, k)
+        assert ok.float().mean() > 0.5  # the comparison is not vacuous
+        assert torch.equal(g.index[ok], bi[ok])
+    assert bool((g.distance[..., 1:] >= g.distance[..., :-1]).all())
+
+
+RANDOM_CASES = [
+    # B, C, H, W, g, window, centering, k
+    (2, 3, 45, 62, 2, 8, "corrected", 5),  # odd H, even W, window smaller than the son grid, clamping
+    (1, 8, 44, 59, 3, 5, "released", 5),  # g = 3, released centring
+    (1, 8, 44, 59, 3, 5, "corrected", 4),  # g = 3, corrected centring
+    (2, 4, 41, 58, 2, 12, "corrected", 5),  # square window shrinks to min(12, 10, 14) = 10
+    (1, 16, 40, 37, 3, None, "corrected", 5),  # global
+    (3, 2, 30, 30, 2, 30, "corrected", 3),  # window covers the son grid: global, batch 3
+    (1, 64, 36, 42, 2, 6, "corrected", 7),  # 576-d
+    (2, 3, 21, 19, 1, 5, "corrected", 6),  # same-scale (g = 1)
+    (1, 3, 24, 26, 2, 3, "corrected", 9),  # k = every candidate
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", RANDOM_CASES, ids=lambda c: "B{}C{}_{}x{}_g{}_w{}_{}_k{}".format(*c))
+def test_random_tensors_match_float64_brute_force(case, dtype, backend):
+    B, C, H, W, g, window, centering, k = case
+    gen = torch.Generator().manual_seed(hash(case) % 2**31)
+    query = torch.randn(B, C, H, W, generator=gen, dtype=dtype)
+    son = torch.randn(B, C, H // g, W // g, generator=gen, dtype=dtype)
+    res = cross_scale_knn(query, son, k=k, window=window, graph_scale=g, centering=centering, backend=backend)
+    assert res.backend in ("reference", "torch", "faiss")
+    check_against_brute(res, query, son, k=k, window=window, graph_scale=g, centering=centering,
+                        cache_key=(case, dtype))
+
+
+@pytest.mark.parametrize("tile", [1, 3, 5, 64])
+def test_torch_tiles_of_any_size(tile):
+    gen = torch.Generator().manual_seed(5)
+    query, son = torch.randn(2, 3, 29, 34, generator=gen), torch.randn(2, 3, 14, 17, generator=gen)
+    res = cross_scale_knn(query, son, k=4, window=5, graph_scale=2, backend="torch", tile=tile)
+    check_against_brute(res, query, son, k=4, window=5, graph_scale=2)
+
+
+@pytest.mark.parametrize("window", [47, None])
+def test_long_candidate_lists_use_grouped_selection(window):
+    """≥ GROUPED_MIN_CANDIDATES candidates per query: the group-minimum shortlist, with masked entries."""
+    gen = torch.Generator().manual_seed(13)
+    query, son = torch.randn(1, 3, 100, 98, generator=gen), torch.randn(1, 3, 102, 104, generator=gen)
+    res = cross_scale_knn(query, son, k=5, window=window, graph_scale=2, backend="torch")
+    n_cand = 47 * 47 if window else 51 * 52
+    assert n_cand >= knn_exact.GROUPED_MIN_CANDIDATES
+    check_against_brute(res, query, son, k=5, window=window, graph_scale=2)
+
+
+@pytest.mark.parametrize("patch_size,stride", [(3, 1), (5, 3), (2, 2)])
+def test_other_patch_geometry(patch_size, stride):
+    gen = torch.Generator().manual_seed(11)
+    query, son = torch.randn(1, 2, 23, 20, generator=gen), torch.randn(1, 2, 11, 10, generator=gen)
+    for backend in BACKENDS:
+        res = cross_scale_knn(query, son, k=3, window=4, graph_scale=2, patch_size=patch_size, stride=stride,
+                              backend=backend)
+        check_against_brute(res, query, son, k=3, window=4, graph_scale=2, patch_size=patch_size,
+                            stride=stride)
+
+
+def test_backends_agree_bit_for_bit():
+    """One distance formula everywhere: backends return identical tensors, not merely close ones."""
+    gen = torch.Generator().manual_seed(2)
+    query, son = torch.randn(2, 16, 40, 44, generator=gen), torch.randn(2, 16, 20, 22, generator=gen)
+    for window in (6, None):
+        ref = cross_scale_knn(query, son, window=window, backend="reference")
+        for backend in BACKENDS[1:]:
+            res = cross_scale_knn(query, son, window=window, backend=backend)
+            assert torch.equal(res.distance, ref.distance) and torch.equal(res.index, ref.index)
+
+
+# ----------------------------------------------------------------------------------------------- ties
+
+
+def _periodic_son(B, C, h, w, period, gen):
+    """A son image that repeats every ``period`` pixels along x: patches ``period/stride`` apart are equal."""
+    base = torch.randn(B, C, h, period, generator=gen)
+    return base.repeat(1, 1, 1, (w + period - 1) // period)[..., :w].contiguous()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("window", [5, None])
+def test_duplicated_son_patches_resolve_to_lower_index(backend, window):
+    gen = torch.Generator().manual_seed(7)
+    query = torch.randn(2, 3, 36, 40, generator=gen)
+    son = _periodic_son(2, 3, 18, 20, 4, gen)  # son patch (r, c) == (r, c + 2): every distance is tied
+    res = cross_scale_knn(query, son, k=5, window=window, graph_scale=2, backend=backend)
+    check_against_brute(res, query, son, k=5, window=window, graph_scale=2, exact_ties=True)
+    d = res.distance
+    assert bool((d[..., 0] == d[..., 1]).any())  # the ties really occur
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_all_equal_candidates_give_the_lowest_indices(backend):
+    """Constant son (e.g. a flat or saturated region): all candidates tie; the k lowest window indices win."""
+    query = torch.randn(1, 4, 30, 34, generator=torch.Generator().manual_seed(1))
+    son = torch.full((1, 4, 15, 17), 0.25)
+    son[..., -1, :] = 0.0  # the bottom-padded rows differ only through the pad, still many exact ties
+    res = cross_scale_knn(query, son, k=5, window=4, graph_scale=2, backend=backend)
+    check_against_brute(res, query, son, k=5, window=4, graph_scale=2, exact_ties=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_features_tie_at_distance_zero(backend):
+    """Post-ReLU features are often exactly zero: zero query vs zero son patches, distance 0, lowest index."""
+    gen = torch.Generator().manual_seed(4)
+    query = torch.relu(torch.randn(1, 8, 32, 32, generator=gen) - 1.5)
+    son = torch.relu(torch.randn(1, 8, 16, 16, generator=gen) - 1.5)
+    query[..., :12, :12] = 0
+    son[..., :8, :8] = 0
+    res = cross_scale_knn(query, son, k=5, window=6, graph_scale=2, backend=backend)
+    check_against_brute(res, query, son, k=5, window=6, graph_scale=2, exact_ties=True)
+    assert bool((res.distance[0, 0] == 0).all())
+
+
+def test_fallback_path_is_exercised_and_exact(monkeypatch):
+    """With no shortlist margin, rows with ties are not certified and go through the exact fallback."""
+    calls = []
+    real = knn_exact._fallback
+    monkeypatch.setattr(knn_exact, "SHORTLIST_EXTRA", 0)
+    monkeypatch.setattr(knn_exact, "_fallback",
+                        lambda *a, **kw: calls.append(a[0].shape[0]) or real(*a, **kw))
+    gen = torch.Generator().manual_seed(9)
+    query = torch.randn(1, 3, 30, 30, generator=gen)
+    son = _periodic_son(1, 3, 15, 15, 4, gen)
+    res = cross_scale_knn(query, son, k=3, window=5, graph_scale=2, backend="torch")
+    assert sum(calls) > 0
+    check_against_brute(res, query, son, k=3, window=5, graph_scale=2, exact_ties=True)
+
+
+# ------------------------------------------------------------------------------------- torch tiling
+
+
+def test_windowed_torch_never_builds_the_full_matrix(monkeypatch):
+    shapes = []
+    real = knn_torch._lower_bounds
+    monkeypatch.setattr(knn_torch, "_lower_bounds", lambda q, c, cand, gam, **kw: shapes.append(
+        (q.shape, cand.shape)) or real(q, c, cand, gam, **kw))
+    gen = torch.Generator().manual_seed(6)
+    query, son = torch.randn(1, 3, 96, 100, generator=gen), torch.randn(1, 3, 48, 50, generator=gen)
+    res = cross_scale_knn(query, son, k=5, window=8, graph_scale=2, backend="torch", tile=8)
+    check_against_brute(res, query, son, k=5, window=8, graph_scale=2)
+    n_son = res.son_grid[0] * res.son_grid[1]
+    assert shapes
+    for q_shape, (groups_c, n_cand, _) in shapes:  # queries arrive as columns: groups × D × Tq
+        assert q_shape[0] == groups_c and q_shape[2] == 64
+        assert n_cand <= (8 + 4) ** 2 < n_son  # each tile meets the union of its windows only
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_parallel_bands_keep_the_callers_thread_setting(threads):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        gen = torch.Generator().manual_seed(3)
+        query, son = torch.randn(1, 3, 60, 64, generator=gen), torch.randn(1, 3, 30, 32, generator=gen)
+        res = cross_scale_knn(query, son, k=4, window=6, backend="torch", tile=4)
+        assert torch.get_num_threads() == threads
+        ref = cross_scale_knn(query, son, k=4, window=6, backend="reference")
+        assert torch.equal(res.index, ref.index) and torch.equal(res.distance, ref.distance)
+    finally:
+        torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------------- backends, auto
+
+
+def test_faiss_missing_gives_clear_error_and_auto_falls_back(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    query, son = torch.randn(1, 3, 20, 20), torch.randn(1, 3, 10, 10)
+    with pytest.raises(ImportError, match="pip install 'ignn-lab\\[faiss\\]'"):
+        cross_scale_knn(query, son, window=None, backend="faiss")
+    monkeypatch.setattr(knn_mod, "AUTO_FAISS_MIN_WORK", 0)
+    res = cross_scale_knn(query, son, window=None, backend="auto")
+    assert res.backend == "torch" and "faiss not installed" in res.note
+    ref = cross_scale_knn(query, son, window=None, backend="reference")
+    assert torch.equal(res.index, ref.index)
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+def test_auto_picks_by_shape(monkeypatch):
+    query, son = torch.randn(1, 3, 40, 40), torch.randn(1, 3, 20, 20)
+    assert cross_scale_knn(query, son, window=4, backend="auto").backend == "torch"
+    work = 20 * 20 * 10 * 10 * 27
+    monkeypatch.setattr(knn_mod, "AUTO_FAISS_MIN_WORK", work + 1)
+    assert cross_scale_knn(query, son, window=None, backend="auto").backend == "torch"
+    monkeypatch.setattr(knn_mod, "AUTO_FAISS_MIN_WORK", work)
+    res = cross_scale_knn(query, son, window=None, backend="auto")
+    assert res.backend == "faiss" and "crossover" in res.note
+
+
+def test_resolve_backend_rules():
+    cpu = torch.device("cpu")
+    assert knn_mod.resolve_backend("reference", windowed=True, device=cpu, work=1) == ("reference", "")
+    assert knn_mod.resolve_backend("auto", windowed=True, device=cpu, work=10**12)[0] == "torch"
+    assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=1)[0] == "torch"
+    if HAS_FAISS:
+        assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12)[0] == "faiss"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        knn_mod.resolve_backend("annoy", windowed=True, device=cpu, work=1)
+
+
+def test_half_precision_is_searched_in_float32():
+    gen = torch.Generator().manual_seed(8)
+    query = torch.randn(1, 3, 20, 22, generator=gen).half()
+    son = torch.randn(1, 3, 10, 11, generator=gen).half()
+    res = cross_scale_knn(query, son, k=3, window=4, backend="torch")
+    ref = cross_scale_knn(query.float(), son.float(), k=3, window=4, backend="reference")
+    assert res.distance.dtype == torch.float16 and torch.equal(res.index, ref.index)
+
+
+def test_result_fields():
+    res = cross_scale_knn(torch.randn(2, 3, 45, 62), torch.randn(2, 3, 22, 31), k=5, window=8)
+    assert res.query_grid == (22, 31) and res.son_grid == (11, 15)
+    assert res.padding == (0, 0, 0, 1) and res.son_padding == (0, 1, 0, 0)
+    assert res.window == 8 and res.graph_scale == 2 and res.patch_size == 3 and res.stride == 2
+    assert res.index.shape == (2, 22 * 31, 5)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"k": 0}, ValueError, "k must be >= 1"),
+    ({"k": 2.0}, TypeError, "k must be an int"),
+    ({"k": 65}, ValueError, "number of candidates \\(64\\)"),
+    ({"window": 0}, ValueError, "window must be >= 1"),
+    ({"backend": "annoy"}, ValueError, "backend must be one of"),
+    ({"centering": "middle"}, ValueError, "centering"),
+    ({"tile": 0}, ValueError, "tile must be >= 1"),
+])
+def test_argument_errors(kwargs, exc, match):
+    args = {"k": 5, "window": 8, **kwargs}
+    with pytest.raises(exc, match=match):
+        cross_scale_knn(torch.randn(1, 3, 45, 62), torch.randn(1, 3, 22, 31), **args)
+
+
+def test_input_errors():
+    q, s = torch.randn(1, 3, 20, 20), torch.randn(1, 3, 10, 10)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        cross_scale_knn(q.numpy(), s)
+    with pytest.raises(TypeError, match="floating"):
+        cross_scale_knn(q.long(), s.long())
+    with pytest.raises(ValueError, match="B×C×H×W"):
+        cross_scale_knn(q[0], s[0])
+    with pytest.raises(ValueError, match="share batch and channels"):
+        cross_scale_knn(q, s[:, :2])
+    with pytest.raises(ValueError, match="share dtype and device"):
+        cross_scale_knn(q, s.double())
+    with pytest.raises(ValueError, match="smaller than the patch size"):
+        cross_scale_knn(q, s[..., :2, :])
+
+
+@needs_cuda
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("window", [6, None])
+def test_torch_backend_on_cuda_matches_cpu(window):
+    gen = torch.Generator().manual_seed(12)
+    query, son = torch.randn(2, 16, 40, 44, generator=gen), torch.randn(2, 16, 20, 22, generator=gen)
+    ref = cross_scale_knn(query, son, window=window, backend="reference")
+    res = cross_scale_knn(query.cuda(), son.cuda(), window=window, backend="torch")
+    assert res.index.is_cuda
+    torch.testing.assert_close(res.distance.cpu(), ref.distance, rtol=1e-5, atol=0)
+    on_cpu = res.__class__(**{**res.__dict__, "index": res.index.cpu(), "distance": res.distance.cpu()})
+    check_against_brute(on_cpu, query, son, k=5, window=window, graph_scale=2)
