@@ -129,6 +129,38 @@ def _weight_net(d_in: int, width: int, res_scale: float) -> nn.Sequential:
     return nn.Sequential(conv_block(d_in, width, 1), ResBlock(width, 1, res_scale), conv_block(width, 1, 1))
 
 
+#: Pixels per chunk of the edge networks: small enough that every layer's activations stay in the CPU cache.
+EDGE_NET_CHUNK = 8192
+
+
+def _edge_nets(nets: list[nn.Sequential], x: Tensor) -> Tensor:
+    """Run one or more :func:`_weight_net` (1×1 convs only) on N×D×H×W ``x``: N×H×W×len(nets).
+
+    The same arithmetic as the 1×1 convolutions, as matrix products on (pixels × channels) rows: the nets
+    are stacked into one wider net (block-diagonal weights, so each keeps its own output) and run over
+    cache-sized chunks of pixels, several times faster on CPU than 1×1 convolutions over a few channels.
+    Differentiable.
+    """
+    n, d, h, w = x.shape
+    firsts, blocks, lasts = [m[0][0] for m in nets], [m[1] for m in nets], [m[2][0] for m in nets]
+    w1, b1 = torch.cat([c.weight.flatten(1) for c in firsts]), torch.cat([c.bias for c in firsts])
+    w2 = torch.block_diag(*[blk.body[0].weight.flatten(1) for blk in blocks])
+    b2 = torch.cat([blk.body[0].bias for blk in blocks])
+    w3 = torch.block_diag(*[blk.body[2].weight.flatten(1) for blk in blocks])
+    b3 = torch.cat([blk.body[2].bias for blk in blocks])
+    w4, b4 = torch.block_diag(*[c.weight.flatten(1) for c in lasts]), torch.cat([c.bias for c in lasts])
+    res_scale = blocks[0].res_scale
+    if any(blk.res_scale != res_scale for blk in blocks):
+        raise ValueError("stacked edge networks must share res_scale")
+    rows = x.permute(0, 2, 3, 1).reshape(-1, d)
+    outs = []
+    for a in range(0, rows.shape[0], EDGE_NET_CHUNK):
+        y = F.linear(rows[a: a + EDGE_NET_CHUNK], w1, b1)
+        r = F.linear(F.linear(y, w2, b2).clamp_min_(0), w3, b3)
+        outs.append(F.linear(torch.add(y, r, alpha=res_scale), w4, b4))
+    return torch.cat(outs).view(n, h, w, len(nets))
+
+
 def _weighted_sum(maps: Tensor, weights: Tensor) -> Tensor:
     """Σ_r maps[:, r] · weights[:, r] without a k-times larger temporary (maps B×k×…, weights broadcast)."""
     acc = maps[:, 0] * weights[:, 0]
@@ -261,19 +293,23 @@ class GraphAggregation(nn.Module):
         return graph, diff
 
     def _rank_logits(self, graph: CrossScaleGraph, diff: Tensor, hr: bool) -> Tensor:
-        """B×k×H×W logits of the rank weights at LR (the HR ones are their g× nearest enlargement)."""
+        """B×k×H×W logits of the rank weights at LR, for the LR path and, with ``hr``, also for the HR path
+        (2·B×k×H×W: LR first); the HR weights are the g× nearest enlargement of their LR map."""
         cfg = self.config
         b, _, h, w = diff.shape
+        n_out = 2 if hr else 1
         if cfg.edge_weighting == "ecn":
-            net = self.weightnet_hr if hr else self.weightnet_lr
-            return net(diff.reshape(b * cfg.k, -1, h, w)).view(b, cfg.k, h, w)
+            nets = [self.weightnet_lr, self.weightnet_hr] if hr else [self.weightnet_lr]
+            out = _edge_nets(nets, diff.reshape(b * cfg.k, -1, h, w))  # (B·k)×H×W×nets
+            return out.permute(3, 0, 1, 2).reshape(n_out * b, cfg.k, h, w)
         if cfg.edge_weighting == "distance":
             dist = graph.distance.to(diff.dtype)
             logits = -dist / (dist.mean(dim=2, keepdim=True) + 1e-12)  # B×M×k
             m1, m2 = graph.query_grid
-            return spread_constant(logits.transpose(1, 2).reshape(b, cfg.k, m1, m2), graph.padding,
-                                   cfg.patch_size, cfg.stride)
-        return diff.new_zeros(b, cfg.k, h, w)  # uniform
+            logits = spread_constant(logits.transpose(1, 2).reshape(b, cfg.k, m1, m2), graph.padding,
+                                     cfg.patch_size, cfg.stride)
+            return logits.repeat(n_out, 1, 1, 1)
+        return diff.new_zeros(n_out * b, cfg.k, h, w)  # uniform
 
     def forward(self, x: Tensor, lr: Tensor | None = None, son: Tensor | None = None,
                 son_features: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
@@ -296,11 +332,11 @@ class GraphAggregation(nn.Module):
         knn_hr = graph_aggregate(feats, graph.index, graph_scale=g, patch_size=cfg.patch_size,
                                  stride=cfg.stride, adapn=cfg.adapn, cross_scale=cfg.cross_scale)
         knn_lr = self.knn_downsample(knn_hr.reshape(b * cfg.k, c, g * h, g * w)).view(b, cfg.k, c, h, w)
-        w_lr = torch.softmax(self._rank_logits(graph, diff, hr=False), dim=1)
-        x_lr = _weighted_sum(knn_lr, w_lr.view(b, cfg.k, 1, h, w))
+        weights = torch.softmax(self._rank_logits(graph, diff, hr=cfg.hr_skip), dim=1)
+        x_lr = _weighted_sum(knn_lr, weights[:b].view(b, cfg.k, 1, h, w))
         x_hr = None
         if cfg.hr_skip:
-            w_hr = torch.softmax(self._rank_logits(graph, diff, hr=True), dim=1)
+            w_hr = weights[b:]
             # HR weights are the g× nearest enlargement of the LR map: broadcast instead of materialising it
             x_hr = _weighted_sum(knn_hr.view(b, cfg.k, c, h, g, w, g), w_hr.view(b, cfg.k, 1, h, 1, w, 1))
             x_hr = x_hr.view(b, c, g * h, g * w)

@@ -89,7 +89,7 @@ def diff_map(query_emb: Tensor, son_emb: Tensor, index: Tensor, *, patch_size: i
     k = index.shape[2]
     nb = gather_rows(s, index.reshape(b, -1)).view(b, m1 * m2, k, d * p * p)  # B×M×k×(D·p²)
     out = nb.sub_(q.unsqueeze(2)).abs_().view(b, m1, m2, k * d, p * p).sum(4)
-    return spread_constant(out.permute(0, 3, 1, 2), qpads, p, t).contiguous()  # the 1×1 weight nets need it
+    return spread_constant(out.permute(0, 3, 1, 2), qpads, p, t)
 
 
 def gather_rows(rows: Tensor, idx: Tensor) -> Tensor:
