@@ -312,14 +312,17 @@ def _chart(report: dict, png: Path) -> None:
         a1, a2 = axes[0][col], axes[1][col]
         x = list(range(len(rows)))
         rest = [r["seconds"] - sum(r.get("graph_seconds", {}).values()) for r in rows]
-        a1.bar(x, rest, color=["#4c72b0" if r["model"].startswith("edsr") else "#8c8c8c" for r in rows],
-               label="EDSR / IGNN backbone")
+        for family, colour in (("edsr", "#4c72b0"), ("ignn", "#8c8c8c")):
+            sel = [i for i, r in enumerate(rows) if r["model"].startswith(family)]
+            if sel:
+                a1.bar([x[i] for i in sel], [rest[i] for i in sel], color=colour,
+                       label="EDSR" if family == "edsr" else "IGNN: everything else")
         bottom = list(rest)
         for key, colour in (("son", "#dd8452"), ("graph_construction", "#c44e52"), ("aggregation", "#55a868")):
             vals = [r.get("graph_seconds", {}).get(key, 0.0) for r in rows]
             a1.bar(x, vals, bottom=bottom, color=colour, label="IGNN " + key.replace("_", " "))
             bottom = [b + v for b, v in zip(bottom, vals)]
-        a1.set_ylabel("seconds per image (CPU)")
+        a1.set_ylabel("wall seconds per image (CPU)")
         a1.set_title(title, fontsize=9)
         a1.legend(fontsize=6)
         a2.bar(x, [r["peak_rss_mb"] / 1024 for r in rows], color="#4c72b0")

@@ -280,6 +280,9 @@ def test_auto_picks_by_shape(monkeypatch):
     assert cross_scale_knn(query, son, window=None, backend="auto").backend == "torch"
     monkeypatch.setattr(knn_mod, "AUTO_FAISS_MIN_WORK", work)
     res = cross_scale_knn(query, son, window=None, backend="auto")
+    assert res.backend == "torch" and "27-d" in res.note  # 27-d patches stay on torch
+    monkeypatch.setattr(knn_mod, "AUTO_FAISS_MIN_DIM", 27)
+    res = cross_scale_knn(query, son, window=None, backend="auto")
     assert res.backend == "faiss" and "crossover" in res.note
 
 
@@ -290,6 +293,8 @@ def test_resolve_backend_rules():
     assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=1)[0] == "torch"
     if HAS_FAISS:
         assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12)[0] == "faiss"
+        assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12, dim=576)[0] == "faiss"
+        assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12, dim=27)[0] == "torch"
     with pytest.raises(ValueError, match="backend must be one of"):
         knn_mod.resolve_backend("annoy", windowed=True, device=cpu, work=1)
 
