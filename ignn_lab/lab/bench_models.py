@@ -388,7 +388,7 @@ def run(json_path: str | os.PathLike, *, quick: bool = False, paper: bool = True
     Returns:
         The report: ``results`` (one dict per configuration, see :func:`measure`), ``paired`` (lite EDSR and IGNN
         timed alternately in one process, :func:`measure_pair`), ``ratios`` (IGNN / EDSR time — from the paired
-        runs where there are some, else from the separate ones — FLOPs and parameters; the issue's 1.6× target on
+        runs where there are some, else from the separate ones — FLOPs and parameters; the 1.6× target on
         the ignn-lite ×2 256² row), machine and load.
     """
     from tqdm.auto import tqdm
@@ -423,7 +423,7 @@ def memory_check(json_path: str | os.PathLike, *, model: str = "ignn", scale: in
 
     Args:
         json_path: output JSON.
-        model, scale, size: the configuration (default: the issue's 1024² ×2 paper-size IGNN).
+        model, scale, size: the configuration (default: 1024² ×2 paper-size IGNN, the memory target).
         budget_gb: the inference engine's memory budget (None: its default). tile: a fixed tile side instead.
 
     Returns:
