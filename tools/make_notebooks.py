@@ -7,7 +7,7 @@ import nbformat as nbf
 HERE = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def notebook(cells):
+def notebook(cells, name):
     nb = nbf.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -16,6 +16,7 @@ def notebook(cells):
         c = nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src)
         if tags:
             c.metadata["tags"] = list(tags)
+        c.id = f"{name[:2]}-cell-{len(out):02d}"  # deterministic: regenerating changes nothing
         out.append(c)
     nb.cells = out
     return nb
@@ -44,7 +45,53 @@ EVALUATE = [
              "      f\"{len(results['rows'])} image-scale rows)\")"),
 ]
 
+EXPLORE = [
+    ("md", "# 01 · Explore the cross-scale graph\n\nFor one image (treated as HR) and one LR query patch: its k nearest "
+           "patches in the son (the LR downscaled by the scale), the HR patches they contribute, raw and "
+           "AdaPN-normalised, their aggregate beside the ground truth, and the recurrence map. Everything comes from "
+           "`ignn_lab.lab.explore.explore`, the function behind `ignn-lab explore`, which writes the figure and a JSON "
+           "record.\n\nRun headless: `ignn-lab run-notebook 01_explore -p image='\"Urban100/img_004\"' --out DIR`."),
+    ("code", "import json\nfrom pathlib import Path\n\nfrom IPython.display import Image, display\n\n"
+             "from ignn_lab.lab.explore import explore"),
+    ("code", "image = \"skimage/astronaut\"   # a file or SET/NAME (skimage/…, Urban100/img_004, …)\n"
+             "scale = 2\n"
+             "query = None                   # (row, col) in LR pixels; None: the most recurrent textured patch\n"
+             "k = 5\n"
+             "window = 30                    # son patches; None: whole-image search\n"
+             "embedding = \"pixel\"           # pixel, vgg-random, vgg19\n"
+             "data_root = None\n"
+             "out = \"runs/01_explore\"", "parameters"),
+    ("code", "Path(out).mkdir(parents=True, exist_ok=True)\n"
+             "name = str(image).replace(\"/\", \"_\")\n"
+             "info = explore(image, scale=scale, query=tuple(query) if query else None, k=k, window=window,\n"
+             "               embedding=embedding, data_root=data_root, out=Path(out) / f\"{name}_x{scale}.png\")\n"
+             "display(Image(filename=info[\"figure\"]))"),
+    ("code", "print(json.dumps({key: info[key] for key in (\"query\", \"neighbours\")}, indent=1, default=str))"),
+]
+
+ABLATE = [
+    ("md", "# 04 · Ablate GraphAgg*\n\nGraphAgg* is IGNN's cross-scale aggregation in the image domain with nothing "
+           "learned. This notebook switches one option at a time from the defaults (pixel embedding, k = 5, window 30, "
+           "AdaPN, uniform weights) and scores every variant with the evaluation protocol, next to bicubic. All numbers "
+           "come from `ignn_lab.lab.ablate.graphagg_ablation`, the function behind `ignn-lab ablate graphagg`; it "
+           "writes `ablation.json`, `ablation.md`, `ablation.png` and one `results.json` per variant.\n\n"
+           "Run headless: `ignn-lab run-notebook 04_ablate -p sets='[\"Set5\",\"Set14\"]' --out DIR`."),
+    ("code", "from pathlib import Path\n\nfrom IPython.display import Markdown, display\n\n"
+             "from ignn_lab.lab.ablate import VARIANTS, ablation_figure, graphagg_ablation"),
+    ("code", "variants = None                # names from VARIANTS (None: all but vgg-random), or a dict name -> options\n"
+             "sets = [\"Set5\"]\n"
+             "scales = [2]\n"
+             "limit = None                   # only the first N images of each set\n"
+             "data_root = None\n"
+             "out = \"runs/04_ablate\"", "parameters"),
+    ("code", "print(\"known variants:\", {name: opts for name, opts in VARIANTS.items()})\n"
+             "report = graphagg_ablation(variants, sets, scales, out=out, data_root=data_root, limit=limit)"),
+    ("code", "display(Markdown((Path(out) / \"ablation.md\").read_text()))"),
+    ("code", "ablation_figure(report)"),
+]
+
 if __name__ == "__main__":
     HERE.mkdir(exist_ok=True)
-    nbf.write(notebook(EVALUATE), HERE / "03_evaluate.ipynb")
-    print("wrote", HERE / "03_evaluate.ipynb")
+    for name, cells in (("01_explore", EXPLORE), ("03_evaluate", EVALUATE), ("04_ablate", ABLATE)):
+        nbf.write(notebook(cells, name), HERE / f"{name}.ipynb")
+        print("wrote", HERE / f"{name}.ipynb")

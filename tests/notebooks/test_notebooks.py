@@ -30,3 +30,25 @@ def test_evaluate_notebook_matches_library(data_root, tmp_path):
     assert (tmp_path / "03_evaluate.ipynb").is_file() and (tmp_path / "psnr.png").is_file()
     executed = nbformat.read(tmp_path / "03_evaluate.ipynb", as_version=4)
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+
+
+@pytest.mark.notebooks
+def test_explore_notebook_writes_the_figure(tmp_path):
+    from ignn_lab.lab.notebooks import run_notebook
+
+    run_notebook("01_explore", {"image": "skimage/astronaut", "out": str(tmp_path)}, tmp_path, progress=False)
+    record = json.loads((tmp_path / "skimage_astronaut_x2.json").read_text())
+    assert len(record["neighbours"]) == 5 and (tmp_path / "skimage_astronaut_x2.png").stat().st_size > 0
+
+
+@pytest.mark.notebooks
+def test_ablate_notebook_matches_library(data_root, tmp_path):
+    from ignn_lab.lab.ablate import graphagg_ablation
+    from ignn_lab.lab.notebooks import run_notebook
+
+    params = {"variants": ["default", "k1"], "sets": ["Set5"], "scales": [2], "limit": 1, "out": str(tmp_path)}
+    run_notebook("04_ablate", params, tmp_path, progress=False)
+    by_nb = json.loads((tmp_path / "ablation.json").read_text())["rows"]
+    direct = graphagg_ablation(["default", "k1"], ["Set5"], [2], out=tmp_path / "direct", limit=1, progress=False)
+    assert [r["psnr"] for r in by_nb] == [r["psnr"] for r in direct["rows"]]
+    assert (tmp_path / "ablation.png").is_file()

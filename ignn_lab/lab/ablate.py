@@ -1,0 +1,143 @@
+"""Ablations of GraphAgg*: one switch at a time from the defaults, scored with the evaluation protocol.
+
+``graphagg_ablation`` evaluates GraphAgg* once per variant (and bicubic as the floor) through
+:func:`ignn_lab.engine.evaluate.evaluate`, and writes ``ablation.json``, ``ablation.md`` and ``ablation.png``
+into ``out`` (each variant's own ``results.json`` in ``out/<variant>/``). ``ignn-lab ablate`` and the notebook
+``04_ablate.ipynb`` call it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from ignn_lab.data.io import atomic_write_bytes
+
+__all__ = ["VARIANTS", "DEFAULT_VARIANTS", "graphagg_ablation", "ablation_figure", "ablation_markdown"]
+
+#: Named one-switch variants of GraphAgg* (options of ``evaluate(model="graphagg-star", ...)``).
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "no-adapn": {"adapn": False},
+    "distance-weighting": {"weighting": "distance"},
+    "k1": {"k": 1},
+    "k10": {"k": 10},
+    "global-search": {"window": None},
+    "same-scale": {"cross_scale": False},
+    "vgg-random": {"embedding": "vgg-random"},
+}
+#: The variants run when none are named (``vgg-random`` is left out: several times slower on a CPU).
+DEFAULT_VARIANTS = ("default", "no-adapn", "distance-weighting", "k1", "k10", "global-search", "same-scale")
+
+
+def _resolve(variants: Iterable[str] | Mapping[str, dict] | None) -> dict[str, dict]:
+    if variants is None:
+        return {v: VARIANTS[v] for v in DEFAULT_VARIANTS}
+    if isinstance(variants, Mapping):
+        return {str(k): dict(v) for k, v in variants.items()}
+    out = {}
+    for name in variants:
+        if name not in VARIANTS:
+            raise ValueError(f"unknown GraphAgg* variant {name!r}; known: {', '.join(VARIANTS)} "
+                             "(or pass a dict name -> options)")
+        out[name] = VARIANTS[name]
+    if not out:
+        raise ValueError("graphagg_ablation needs at least one variant")
+    return out
+
+
+def graphagg_ablation(variants: Iterable[str] | Mapping[str, dict] | None = None,
+                      sets: Iterable[str] = ("Set5",), scales: Iterable[int] = (2,), *,
+                      out: str | os.PathLike, data_root: str | os.PathLike | None = None,
+                      limit: int | None = None, bicubic: bool = True, progress: bool = True) -> dict:
+    """Evaluate GraphAgg* once per variant; write the comparison to ``out``.
+
+    Args:
+        variants: names from :data:`VARIANTS`, or a dict ``name -> options`` (e.g. ``{"k3": {"k": 3}}``);
+            default :data:`DEFAULT_VARIANTS`.
+        sets, scales, data_root, limit: as :func:`ignn_lab.engine.evaluate.evaluate`.
+        out: folder for ``ablation.json``, ``ablation.md``, ``ablation.png`` and one sub-folder per variant.
+        bicubic: also evaluate bicubic, the floor every variant is compared with.
+        progress: progress bars.
+
+    Returns:
+        ``{"rows": [{"variant", "options", "set", "scale", "psnr", "ssim", "n_images", "seconds",
+        "dpsnr_vs_default", "dpsnr_vs_bicubic"}], "sets", "scales", "limit"}`` (also ``ablation.json``).
+    """
+    from tqdm.auto import tqdm
+
+    from ignn_lab.engine.evaluate import evaluate
+
+    spec = _resolve(variants)
+    sets, scales, out = list(sets), [int(s) for s in scales], Path(out)
+    runs = ([("bicubic", "bicubic", {})] if bicubic else []) + [(v, "graphagg-star", o) for v, o in spec.items()]
+    rows = []
+    for variant, model, opts in tqdm(runs, desc="ablation", unit="variant", disable=not progress):
+        res = evaluate(model, sets, scales, out=out / variant, data_root=data_root, limit=limit,
+                       progress=False, **opts)
+        for cell in res["summary"]:
+            rows.append({"variant": variant, "options": {k: v for k, v in opts.items()}, "set": cell["set"],
+                         "scale": cell["scale"], "psnr": cell["psnr"], "ssim": cell["ssim"],
+                         "n_images": cell["n_images"], "seconds": res["provenance"]["seconds"]})
+    for r in rows:
+        for ref in ("default", "bicubic"):
+            base = next((b for b in rows if b["variant"] == ref and (b["set"], b["scale"]) == (r["set"], r["scale"])),
+                        None)
+            r[f"dpsnr_vs_{ref}"] = None if base is None else r["psnr"] - base["psnr"]
+    report = {"rows": rows, "sets": sets, "scales": scales, "limit": limit}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "ablation.json", json.dumps(report, indent=1).encode())
+    atomic_write_bytes(out / "ablation.md", ablation_markdown(report).encode())
+    fig = ablation_figure(report)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(out / "ablation.png", buf.getvalue())
+    return report
+
+
+def ablation_markdown(report: dict) -> str:
+    """The ablation as a Markdown table (one row per variant, set and scale)."""
+    lines = ["| variant | options | set | scale | PSNR | SSIM | Δ vs default | Δ vs bicubic | images |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(v):
+        return "–" if v is None else f"{v:+.3f}"
+
+    for r in report["rows"]:
+        opts = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "–"
+        lines.append(f"| {r['variant']} | {opts} | {r['set']} | ×{r['scale']} | {r['psnr']:.3f} | "
+                     f"{r['ssim']:.4f} | {fmt(r['dpsnr_vs_default'])} | {fmt(r['dpsnr_vs_bicubic'])} | "
+                     f"{r['n_images']} |")
+    return "\n".join(lines) + "\n"
+
+
+def ablation_figure(report: dict):
+    """Horizontal bars of PSNR per variant, one panel per (set, scale), bicubic as a dashed line."""
+    from matplotlib.figure import Figure
+
+    rows = report["rows"]
+    cells = sorted({(r["set"], r["scale"]) for r in rows}, key=lambda c: (c[1], c[0]))
+    variants = [v for v in dict.fromkeys(r["variant"] for r in rows) if v != "bicubic"]
+    fig = Figure(figsize=(4.2 * len(cells), 0.35 * len(variants) + 1.6), dpi=100, layout="constrained")
+    axes = fig.subplots(1, len(cells), squeeze=False)[0]
+    for ax, cell in zip(axes, cells):
+        vals = {r["variant"]: r["psnr"] for r in rows if (r["set"], r["scale"]) == cell}
+        ys = list(range(len(variants)))[::-1]
+        ax.barh(ys, [vals.get(v, float("nan")) for v in variants],
+                color=["#4c72b0" if v == "default" else "#8c8c8c" for v in variants])
+        finite = [vals[v] for v in variants if v in vals]
+        if "bicubic" in vals:
+            ax.axvline(vals["bicubic"], color="#c44e52", linestyle="--", label=f"bicubic {vals['bicubic']:.2f}")
+            finite.append(vals["bicubic"])
+            ax.legend(fontsize=7, loc="lower right")
+        if finite:
+            ax.set_xlim(min(finite) - 1.0, max(finite) + 0.5)
+        ax.set_yticks(ys)
+        ax.set_yticklabels(variants, fontsize=8)
+        ax.set_xlabel("PSNR-Y (dB)")
+        ax.set_title(f"GraphAgg* on {cell[0]} ×{cell[1]}", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    return fig
