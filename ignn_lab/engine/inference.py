@@ -24,6 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ignn_lab.data.degrade import make_son
+from ignn_lab.engine.evaluate import to_uint8
 from ignn_lab.engine.tiling import (max_square_tile, peak_activation_bytes, receptive_radius, search_latched,
                                     tile_rules, tile_spans)
 
@@ -97,11 +98,6 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     return dev
-
-
-def _to_uint8(x: Tensor) -> Tensor:
-    """[0, 1] float → uint8: clamp, round half up (as ``engine.evaluate.to_uint8``)."""
-    return torch.floor(x.float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
 
 
 class ModelPredictor:
@@ -324,7 +320,7 @@ class ModelPredictor:
         y = self.upscale_float(x)
         if grey:
             y = y.mean(1, keepdim=True)
-        return _to_uint8(y[0]).cpu()
+        return to_uint8(y[0]).cpu()
 
     def __repr__(self) -> str:
         return (f"ModelPredictor(name={self.name!r}, scale={self.scale}, device={self.device}, dtype={self.dtype}, "
