@@ -12,7 +12,6 @@ import math
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from ignn_lab.data.io import atomic_write_bytes
 from ignn_lab.graph import cross_scale_knn
 from ignn_lab.graph.patches import im2patch
 from ignn_lab.graph.window import effective_window, window_table
+from ignn_lab.lab._machine import machine_info, proc_status_mb
 
 __all__ = ["run", "naive_knn", "to_markdown", "measure_memory", "Case", "CASES", "QUICK_CASES", "main"]
 
@@ -177,9 +177,7 @@ def _gemm_gflops() -> float:
 
 
 def _machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "loadavg": list(os.getloadavg())}
+    info = {**machine_info(), "loadavg": list(os.getloadavg())}
     try:
         import faiss
 
@@ -187,11 +185,6 @@ def _machine() -> dict:
         info["faiss_threads"] = faiss.omp_get_max_threads()
     except ImportError:
         info["faiss"] = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
-    except OSError:
-        info["cpu"] = platform.processor()
     return info
 
 
@@ -268,24 +261,16 @@ def _probe(spec: dict) -> dict:
         query, son, _ = make_inputs(case, spec["embedding"], spec.get("data_root"))
         g = case.graph_scale
     # VmHWM is this process's own peak RSS (ru_maxrss would include the forking parent's RSS on Linux)
-    setup_peak, before = _status_mb("VmHWM"), _status_mb("VmRSS")
+    setup_peak, before = proc_status_mb("VmHWM"), proc_status_mb("VmRSS")
     reset = _reset_peak()  # so that the search's own peak can be read, not the setup's
     t, _ = _timed(_search(spec["backend"], query, son, spec["window"], g))
-    search_peak = _status_mb("VmHWM")
+    search_peak = proc_status_mb("VmHWM")
     peak = max(setup_peak, search_peak) if reset else search_peak
     return {**spec, "inputs_mb": round((query.numel() + son.numel()) * query.element_size() / 2**20, 1),
             "rss_before_search_mb": round(before, 1), "setup_peak_rss_mb": round(setup_peak, 1),
             "peak_rss_mb": round(peak, 1), "search_peak_rss_mb": round(search_peak, 1),
             "search_increase_mb": round(search_peak - before, 1), "time_s": round(t, 4),
             "torch_threads": torch.get_num_threads()}
-
-
-def _status_mb(field: str) -> float:
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith(field + ":"))
-    except (OSError, StopIteration):
-        return float("nan")
 
 
 def _reset_peak() -> bool:

@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 from ignn_lab.data.io import atomic_write_bytes
+from ignn_lab.lab._machine import machine_info, proc_status_mb
 
 __all__ = ["run", "memory_check", "measure", "measure_pair", "measure_tiled", "markdown", "main"]
 
@@ -34,14 +34,6 @@ MEMORY_TARGET_GB = 6.0
 
 
 # ---------------------------------------------------------------- measurements (run inside a child process)
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _max_rss_mb() -> float:
@@ -57,19 +49,6 @@ def _test_image(size: int):
 
     img = torch.from_numpy(data.astronaut()).permute(2, 0, 1).contiguous()
     return imresize(img, size=(size, size))
-
-
-def _machine() -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
 
 
 class _GraphTimers:
@@ -132,11 +111,11 @@ def measure(model: str, scale: int, size: int, *, warmup: int = 1, repeats: int 
     if threads:
         torch.set_num_threads(threads)
     load_before = os.getloadavg()
-    rss_start = _rss_mb()
+    rss_start = proc_status_mb("VmRSS")
     torch.manual_seed(0)
     net = build(model, scale).eval()
     lr = _test_image(size)[None].float() / 255.0
-    rss_model = _rss_mb()
+    rss_model = proc_status_mb("VmRSS")
     timers = _GraphTimers(net)
     times, parts = [], []
     counter = FlopCounterMode(display=False)
@@ -174,7 +153,7 @@ def measure(model: str, scale: int, size: int, *, warmup: int = 1, repeats: int 
                                   for k, v in counter.get_flop_counts().items()
                                   if k.startswith(top + ".") and k.count(".") == 1}
     res["loadavg_before"], res["loadavg_after"] = load_before, os.getloadavg()
-    res["machine"] = _machine()
+    res["machine"] = machine_info()
     return res
 
 
@@ -230,7 +209,7 @@ def measure_tiled(model: str, scale: int, size: int, *, budget_gb: float | None 
     torch.manual_seed(0)
     net = build(model, scale).eval()
     lr = _test_image(size)
-    rss_model = _rss_mb()
+    rss_model = proc_status_mb("VmRSS")
     pred = model_predictor(net, scale, tile=tile, memory_budget_gb=budget_gb)
     t0 = time.perf_counter()
     sr = pred(lr)
@@ -241,7 +220,7 @@ def measure_tiled(model: str, scale: int, size: int, *, budget_gb: float | None 
             "budget_gb": pred.budget_bytes / 2**30, "bytes_per_pixel": pred.bytes_per_pixel,
             "peak_rss_mb": _max_rss_mb(), "rss_after_build_mb": rss_model, "target_gb": MEMORY_TARGET_GB,
             "under_target": _max_rss_mb() / 1024 < MEMORY_TARGET_GB,
-            "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "machine": _machine()}
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "machine": machine_info()}
 
 
 # ---------------------------------------------------------------- orchestration (parent process)
@@ -406,7 +385,7 @@ def run(json_path: str | os.PathLike, *, quick: bool = False, paper: bool = True
             results.append(_child("measure", {**cfg, "threads": threads}, timeout))
     report = {"benchmark": "models", "quick": quick, "paper": paper, "results": results,
               "ratios": _ratios(results, pairs), "paired": pairs, "seconds_total": time.perf_counter() - t0,
-              "loadavg_before": load0, "loadavg_after": os.getloadavg(), "machine": _machine(),
+              "loadavg_before": load0, "loadavg_after": os.getloadavg(), "machine": machine_info(),
               "notes": "seconds: median wall time of model(lr) under torch.inference_mode, float32, random weights "
                        "(seed 0), skimage astronaut resized to size² LR; peak_rss_mb: the child process's max RSS "
                        "after the first forward; flops: FlopCounterMode (conv/matmul only)."}
