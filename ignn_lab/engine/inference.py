@@ -171,7 +171,6 @@ class ModelPredictor:
         return son_of(lr) if callable(son_of) else make_son(lr, self.rules.graph_scale)
 
     def _probe(self, side: int) -> float:
-        r = self.rules
         gen = torch.Generator().manual_seed(0)
         x = torch.rand((1, 3, side, side), generator=gen).to(self.device, self._compute_dtype())
         son = self._son(x)

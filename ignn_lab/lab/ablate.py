@@ -8,13 +8,13 @@ into ``out`` (each variant's own ``results.json`` in ``out/<variant>/``). ``ignn
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from ignn_lab.data.io import atomic_write_bytes
+from ignn_lab.viz import save_figure
 
 __all__ = ["VARIANTS", "DEFAULT_VARIANTS", "graphagg_ablation", "ablation_figure", "ablation_markdown"]
 
@@ -91,10 +91,7 @@ def graphagg_ablation(variants: Iterable[str] | Mapping[str, dict] | None = None
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "ablation.json", json.dumps(report, indent=1).encode())
     atomic_write_bytes(out / "ablation.md", ablation_markdown(report).encode())
-    fig = ablation_figure(report)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(out / "ablation.png", buf.getvalue())
+    save_figure(ablation_figure(report), out / "ablation.png")
     return report
 
 

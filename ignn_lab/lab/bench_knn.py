@@ -32,6 +32,7 @@ from ignn_lab.graph import cross_scale_knn
 from ignn_lab.graph.patches import im2patch
 from ignn_lab.graph.window import effective_window, window_table
 from ignn_lab.lab._machine import machine_info, proc_status_mb
+from ignn_lab.viz import save_figure
 
 __all__ = ["run", "naive_knn", "to_markdown", "measure_memory", "Case", "CASES", "QUICK_CASES", "main"]
 
@@ -342,7 +343,7 @@ def _plot(result: dict, png: Path) -> None:
                  f"{result['machine']['torch_threads']} torch threads, load {load:.1f})", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    save_figure(fig, png)
 
 
 def run(json_path: str | os.PathLike, *, quick: bool = False, data_root: str | None = None,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ignn_lab.data.io import atomic_write_bytes
 from ignn_lab.lab._machine import machine_info, proc_status_mb
+from ignn_lab.viz import save_figure
 
 __all__ = ["run", "memory_check", "measure", "measure_pair", "measure_tiled", "markdown", "main"]
 
@@ -273,7 +274,6 @@ def _ratios(results: list[dict], pairs: list[dict] = ()) -> list[dict]:
 
 
 def _chart(report: dict, png: Path) -> None:
-    import io
 
     import matplotlib
 
@@ -313,10 +313,8 @@ def _chart(report: dict, png: Path) -> None:
     fig.suptitle(f"EDSR vs IGNN, {report['machine']['torch_threads']} CPU threads, load "
                  f"{report['loadavg_before'][0]:.1f} → {report['loadavg_after'][0]:.1f}", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    save_figure(fig, png)
     plt.close(fig)
-    atomic_write_bytes(png, buf.getvalue())
 
 
 def markdown(report: dict) -> str:

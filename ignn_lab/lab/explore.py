@@ -6,7 +6,6 @@ evaluation protocol's LR); the son is the LR downscaled by the graph scale (= ``
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -29,6 +28,7 @@ from ignn_lab.graph.aggregate import (
     search_graph,
 )
 from ignn_lab.graph.patches import im2patch
+from ignn_lab.viz import save_figure
 
 __all__ = ["explore", "load_hr", "most_recurrent_query", "snap_query", "MIN_PATCH_STD"]
 
@@ -95,12 +95,6 @@ def most_recurrent_query(mg: MatchGraph, *, min_std: float = MIN_PATCH_STD, text
     d = mg.distance[batch_index, :, 0].double().cpu().view(m1, m2)
     d = torch.where(ok, d, torch.full_like(d, float("inf")))
     return int(torch.argmin(d.view(-1)))  # the first minimum: ties go to the lower index
-
-
-def _save_figure(fig, path: Path, dpi: int) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".").lower(), dpi=dpi)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _box(t: Tensor) -> list[int]:
@@ -183,7 +177,7 @@ def explore(image: str | os.PathLike | np.ndarray, *, scale: int = 2, query: tup
              f"embedding={embedding}, patch {patch_size}×{patch_size}")
     mf = match_figure(lr[0], mg.son[0], det, hr_patch=gt, recurrence=recurrence_from_graph(mg)[0, 0],
                       title=title)
-    info["figure"] = str(_save_figure(mf.figure, out, dpi=110))
+    info["figure"] = str(save_figure(mf.figure, out, dpi=110))
     info["json"] = str(out.with_suffix(".json"))
     atomic_write_bytes(info["json"], (json.dumps(info, indent=1) + "\n").encode())
     return info

@@ -10,17 +10,9 @@ from typing import Iterable
 import numpy as np
 
 from ignn_lab.data.io import atomic_write_bytes
+from ignn_lab.viz import save_figure
 
 __all__ = ["evaluate_task", "reproduce", "demo", "save_figure"]
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save a matplotlib figure as PNG atomically (headless)."""
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def evaluate_task(model: str = "bicubic", sets: Iterable[str] = ("Set5", "Set14", "B100", "Urban100"),
