@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["exact_sqdist", "gemm_gamma", "recompute_delta", "shortlist_size", "refine_shortlist",
-           "refine_topk", "workspace", "PAIR_CHUNK", "SHORTLIST_EXTRA"]
+           "refine_topk", "workspace", "heap_select_ok", "PAIR_CHUNK", "SHORTLIST_EXTRA", "HEAP_MAX_ABS",
+           "HEAP_MAX_CANDIDATES"]
 
 #: Extra shortlisted candidates beyond k (measured: with tile centring, <2 % of rows need the fallback).
 SHORTLIST_EXTRA = 3
@@ -121,7 +122,7 @@ def workspace(work: dict | None, name: str, shape: tuple[int, ...], like: Tensor
 
 
 def refine_topk(q: Tensor, son: Tensor, bound: Tensor, cand_index: Tensor, k: int, *,
-                delta: float, work: dict | None = None) -> tuple[Tensor, Tensor]:
+                delta: float, work: dict | None = None, heap: bool = False) -> tuple[Tensor, Tensor]:
     """Exact k nearest candidates from per-candidate lower bounds (steps 3-5 of the module docstring).
 
     Work comes in G groups of R queries that share a candidate list (a tile and the union of its windows).
@@ -135,6 +136,7 @@ def refine_topk(q: Tensor, son: Tensor, bound: Tensor, cand_index: Tensor, k: in
         k: neighbours per query.
         delta: relative error of :func:`exact_sqdist` (:func:`recompute_delta`).
         work: a dict of reusable buffers (see :func:`workspace`), kept by the caller across calls.
+        heap: shortlist with faiss's heap selection (:func:`heap_select_ok` must hold for the inputs).
 
     Returns:
         dist: G×R×k exact squared distances, ascending. idx: G×R×k rows of ``son`` (ties: lower row first).
@@ -142,7 +144,8 @@ def refine_topk(q: Tensor, son: Tensor, bound: Tensor, cand_index: Tensor, k: in
     G, R, n_cand = bound.shape
     kp = shortlist_size(k, n_cand)
     if kp < n_cand:
-        short_bound, pos, excluded = _smallest(bound, kp)
+        use_heap = heap and n_cand <= HEAP_MAX_CANDIDATES
+        short_bound, pos, excluded = _heap_smallest(bound, kp) if use_heap else _smallest(bound, kp)
     else:
         pos = torch.arange(n_cand, device=q.device).expand(G, R, n_cand)
         excluded = torch.full((G, R), float("inf"), dtype=bound.dtype, device=q.device)
@@ -187,6 +190,63 @@ def _smallest(bound: Tensor, kp: int) -> tuple[Tensor, Tensor, Tensor]:
     vals, sel = torch.topk(bound.gather(-1, cand), kp + 1, dim=-1, largest=False, sorted=True)
     pos = cand.gather(-1, sel[..., :kp]).clamp_(max=n - 1)  # a padding slot only when its value is inf anyway
     return vals[..., :kp], pos, torch.minimum(vals[..., kp], gvals[..., kp + 1])
+
+
+#: Rows up to this long are shortlisted by faiss's heap when allowed: 1.2× faster than ``torch.topk`` on the
+#: ignn-lite graph (64-candidate windows); on the 1,155-candidate rows of a window-30 search it was 5 % slower.
+HEAP_MAX_CANDIDATES = 512
+#: Inputs whose entries all lie within ±HEAP_MAX_ABS cannot overflow a bound (576-d: norms < 3·10³³), so
+#: no bound is NaN, which faiss's heap would silently pass over.
+HEAP_MAX_ABS = 1e15
+
+
+def heap_select_ok(*tensors: Tensor) -> bool:
+    """True when shortlists of these inputs may use :func:`_heap_smallest`: float32 CPU tensors with entries
+    in ±:data:`HEAP_MAX_ABS` (NaN fails the test), and faiss installed."""
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
+        return False
+    for t in tensors:
+        if t.numel():
+            low, high = torch.aminmax(t)
+            if not (-HEAP_MAX_ABS <= float(low) and float(high) <= HEAP_MAX_ABS):
+                return False
+    from ignn_lab.graph.knn_faiss import faiss_available
+
+    return faiss_available()
+
+
+def _heap_smallest(bound: Tensor, kp: int) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_smallest` by faiss's C++ selection: a (kp+1)-entry max-heap per row, one pass over the row.
+
+    Entries are inserted only when smaller than the heap's top, so an entry left out is at least the final
+    top, the ``(kp+1)``-th value: that is the bound on the rest. ``inf`` (masked) entries never enter; an
+    unfilled slot keeps faiss's ``FLT_MAX`` with id −1, which becomes an ``inf`` bound at position 0.
+    Runs on as many OpenMP threads as the calling thread's torch setting.
+    """
+    from ignn_lab.graph.knn_faiss import load_faiss
+
+    faiss = load_faiss()
+    n = bound.shape[-1]
+    rows = bound.reshape(-1, n).contiguous()
+    vals = torch.empty((rows.shape[0], kp + 1), dtype=torch.float32)
+    ids = torch.empty((rows.shape[0], kp + 1), dtype=torch.int64)
+    heap = faiss.float_maxheap_array_t()
+    heap.nh, heap.k = rows.shape[0], kp + 1
+    heap.val = faiss.cast_integer_to_float_ptr(vals.data_ptr())
+    heap.ids = faiss.cast_integer_to_idx_t_ptr(ids.data_ptr())
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    try:
+        heap.heapify()
+        heap.addn(n, faiss.cast_integer_to_float_ptr(rows.data_ptr()))
+        heap.reorder()
+    finally:
+        faiss.omp_set_num_threads(threads)
+    unfilled = ids[:, :kp] < 0
+    short = vals[:, :kp].masked_fill(unfilled, float("inf"))
+    pos = ids[:, :kp].masked_fill(unfilled, 0)
+    lead = bound.shape[:-1]
+    return short.view(*lead, kp), pos.view(*lead, kp), vals[:, kp].reshape(lead)
 
 
 def _fallback(q: Tensor, son: Tensor, bound: Tensor, cand_index: Tensor, dk: Tensor, k: int,

@@ -8,6 +8,8 @@ strided view. :func:`choose_tile` picks the tile shape from a measured cost mode
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -49,6 +51,7 @@ def tile_cost(query_grid: tuple[int, int], son_grid: tuple[int, int], side: int,
     return n_r * n_c * (per_tile + TILE_S)
 
 
+@lru_cache(maxsize=256)  # a pure function of its (hashable) arguments; models call it on every forward
 def choose_tile(query_grid: tuple[int, int], son_grid: tuple[int, int], side: int, graph_scale: int, dim: int,
                 *, centering: Centering = "corrected", workers: int = 1) -> tuple[int, int]:
     """The tile shape (rows, cols) with the lowest :func:`tile_cost` among ``TILE_SIDES`` and the grid.
@@ -72,15 +75,16 @@ def tile_starts(n: int, size: int) -> list[int]:
 
 
 class AxisTiles:
-    """Tiling of one grid axis: query-tile starts, a fixed union size, union starts and the in-window mask.
+    """Tiling of one grid axis: query-tile starts, a fixed union size, union starts and the in-window mask
+    (``inside``, tiles×tile×union bool, and ``penalty``, the same as 0 / +inf of ``dtype``).
 
     Args:
         win_starts: the window start of every query row (or column), from
             :func:`~ignn_lab.graph.window.window_starts`.
-        n_son: son-grid length. tile: tile length. side: window side.
+        n_son: son-grid length. tile: tile length. side: window side. dtype: of ``penalty``.
     """
 
-    def __init__(self, win_starts: Tensor, n_son: int, tile: int, side: int):
+    def __init__(self, win_starts: Tensor, n_son: int, tile: int, side: int, dtype: torch.dtype = torch.float32):
         self.size = tile
         self.starts = tile_starts(win_starts.numel(), tile)
         st = win_starts.tolist()
@@ -92,25 +96,37 @@ class AxisTiles:
         rel = win_starts[first[:, None] + off] - self.union_starts[:, None]
         pos = torch.arange(self.union, device=win_starts.device)
         self.inside = (pos >= rel[..., None]) & (pos < rel[..., None] + side)  # tiles×tile×union
-        self.keys = [tuple(r) for r in rel.tolist()]  # the window pattern of each tile
+        self.dtype = dtype
+        # 0 inside the window, +inf outside: added to a distance bound, it masks the candidate
+        self.penalty = torch.zeros(self.inside.shape, dtype=dtype, device=win_starts.device).masked_fill_(
+            ~self.inside, float("inf"))
         self.query_starts = first
 
 
 class TileChunk:
-    """Consecutive query tiles (numbered ``b·n_ct + column tile``) processed together, and how to read their
-    unions: runs of tiles of one batch item whose union starts are equally spaced (one strided view each)."""
+    """Consecutive query tiles processed together, numbered ``band·(B·n_ct) + b·n_ct + column tile``, and
+    how to read their unions: runs of tiles of one band and batch item whose union starts are equally spaced
+    along the columns (one strided view of the son grid each).
 
-    def __init__(self, tiles: range, n_ct: int, union_starts: list[int]):
+    Args:
+        tiles: the tile numbers. n_ct: column tiles. batch: B. union_starts: column union start per column tile.
+    """
+
+    def __init__(self, tiles: range, n_ct: int, batch: int, union_starts: list[int]):
+        per_band = batch * n_ct
         self.first, self.size = tiles.start, len(tiles)
-        self.batch = torch.tensor([t // n_ct for t in tiles])
-        self.col_tile = torch.tensor([t % n_ct for t in tiles])
-        self.runs: list[tuple[int, int, int, int, int]] = []  # (position, length, batch, first start, step)
-        for pos, t in enumerate(tiles):
-            b, c = divmod(t, n_ct)
+        t = torch.arange(tiles.start, tiles.stop)
+        self.band, self.batch, self.col_tile = t // per_band, t % per_band // n_ct, t % n_ct
+        self.bands = range(tiles.start // per_band, (tiles.stop - 1) // per_band + 1)
+        self.offset = tiles.start % per_band  # position of the first tile within its band
+        self.runs: list[tuple[int, int, int, int, int, int]] = []  # (pos, length, band, batch, start, step)
+        for pos, tt in enumerate(tiles):
+            band, rest = divmod(tt, per_band)
+            b, c = divmod(rest, n_ct)
             if self.runs:
-                p0, n, b0, s0, st = self.runs[-1]
+                p0, n, band0, b0, s0, st = self.runs[-1]
                 gap = union_starts[c] - union_starts[c - 1] if c else -1
-                if b0 == b and c and (n == 1 or gap == st):
-                    self.runs[-1] = (p0, n + 1, b0, s0, gap)
+                if band0 == band and b0 == b and c and (n == 1 or gap == st):
+                    self.runs[-1] = (p0, n + 1, band0, b0, s0, gap)
                     continue
-            self.runs.append((pos, 1, b, union_starts[c], 0))
+            self.runs.append((pos, 1, band, b, union_starts[c], 0))

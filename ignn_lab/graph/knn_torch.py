@@ -19,15 +19,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ignn_lab.graph.knn_exact import SHORTLIST_EXTRA, gemm_gamma, recompute_delta, refine_topk, workspace
+from ignn_lab.graph.knn_exact import (HEAP_MAX_CANDIDATES, SHORTLIST_EXTRA, gemm_gamma, heap_select_ok,
+                                      recompute_delta, refine_topk, workspace)
 from ignn_lab.graph.patches import calc_padding, grid_size, im2patch_rows
 from ignn_lab.graph.knn_tiles import CHUNK_ELEMS, AxisTiles, TileChunk, choose_tile
 from ignn_lab.graph.window import Centering, window_starts
 
-__all__ = ["windowed_search", "global_search", "rerun_rows", "parallel_bands", "GLOBAL_BLOCK_ELEMS"]
+__all__ = ["windowed_search", "global_search", "rerun_rows", "parallel_bands", "GLOBAL_BLOCK_ELEMS", "HEAP_SELECT"]
 
 #: Elements of the (batch × query chunk × son) distance block of a global search (64 MiB in float32).
 GLOBAL_BLOCK_ELEMS = 1 << 24
+#: Chunks whose unions form at most this many strided runs read them as views; others gather them.
+RUNS_AS_VIEWS = 4
+#: Shortlist with faiss's C++ heap selection instead of ``torch.topk`` where it applies (float32 on CPU, faiss
+#: installed; :func:`~ignn_lab.graph.knn_exact.heap_select_ok`). Same results either way.
+HEAP_SELECT = True
 
 
 def _augment_candidates(cand: Tensor, centre: Tensor, gamma: float, out: Tensor) -> Tensor:
@@ -65,7 +71,8 @@ def _lower_bounds(q: Tensor, centre: Tensor, cand_aug: Tensor, gamma: float, *, 
         aug = workspace(work, "aug_q", (G, D + 2, R), q)
         torch.sub(q, centre.unsqueeze(2), out=aug[:, :D])
         aug[:, D] = 1
-        aug[:, D + 1] = torch.linalg.vector_norm(aug[:, :D], dim=1).square_().mul_(1 - gamma)
+        torch.sum(aug[:, :D].square(), dim=1, out=aug[:, D + 1])  # over an outer dim: fast as a plain sum
+        aug[:, D + 1].mul_(1 - gamma)
         rows = aug.transpose(1, 2)
     else:
         rows = workspace(work, "aug_q", (G, R, D + 2), q)
@@ -73,9 +80,7 @@ def _lower_bounds(q: Tensor, centre: Tensor, cand_aug: Tensor, gamma: float, *, 
         rows[..., D] = 1
         rows[..., D + 1] = torch.linalg.vector_norm(rows[..., :D], dim=2).square_().mul_(1 - gamma)
     bound = workspace(work, "bound", (G, R, cand_aug.shape[1]), q)
-    for g in range(G):  # one GEMM per group: measured faster than one baddbmm on CPU
-        torch.mm(rows[g], cand_aug[g].T, out=bound[g])
-    return bound
+    return torch.bmm(rows, cand_aug.transpose(1, 2), out=bound)
 
 
 def _band_tiles(query: Tensor, ia: int, th: int, tw: int, col_starts: list[int], patch_size: int,
@@ -107,7 +112,9 @@ def _band_tiles(query: Tensor, ia: int, th: int, tw: int, col_starts: list[int],
 
 
 def parallel_bands(fn, n_bands: int, device: torch.device) -> None:
-    """Call ``fn(bands)`` on disjoint lists of band numbers, one per torch CPU thread.
+    """Call ``fn(parts)`` on disjoint runs of consecutive part numbers (bands, chunks), one per torch CPU
+    thread; consecutive, so that work a worker shares between neighbouring parts (a band's query patches) is
+    done once.
 
     A windowed search is thousands of small operations; intra-op threading scales them poorly (and collapses
     when the CPU is shared), so on CPU each of ``torch.get_num_threads()`` Python threads runs its own bands
@@ -124,7 +131,7 @@ def parallel_bands(fn, n_bands: int, device: torch.device) -> None:
     def worker(w: int) -> None:
         torch.set_num_threads(1)
         with torch.inference_mode(inference):
-            fn(list(range(w, n_bands, n)))
+            fn(list(range(w * n_bands // n, (w + 1) * n_bands // n)))
 
     try:
         with ThreadPoolExecutor(max_workers=n) as pool:
@@ -158,52 +165,70 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
         tile = choose_tile((m1, m2), son_grid, side, graph_scale, D, centering=centering, workers=workers)
     th, tw = (tile, tile) if isinstance(tile, int) else tile
     gamma, delta = gemm_gamma(D, dtype), recompute_delta(D, dtype)
-    rows = AxisTiles(window_starts(m1, n1, side, graph_scale, centering, dev), n1, min(th, m1), side)
-    cols = AxisTiles(window_starts(m2, n2, side, graph_scale, centering, dev), n2, min(tw, m2), side)
+    rows = AxisTiles(window_starts(m1, n1, side, graph_scale, centering, dev), n1, min(th, m1), side, dtype)
+    cols = AxisTiles(window_starts(m2, n2, side, graph_scale, centering, dev), n2, min(tw, m2), side, dtype)
     th, tw, ur, uc = rows.size, cols.size, rows.union, cols.union
+    heap = HEAP_SELECT and ur * uc <= HEAP_MAX_CANDIDATES and heap_select_ok(query, son)
     son_flat = son.reshape(B * N, D)
     dist = torch.empty((B * m1 * m2, k), dtype=dtype, device=dev)
     idx = torch.empty((B * m1 * m2, k), dtype=torch.int64, device=dev)
-    n_ct = len(cols.starts)
-    step = max(1, CHUNK_ELEMS // (ur * uc * (D + th * tw) + th * tw * D * (k + SHORTLIST_EXTRA + 3)))
-    chunks = [TileChunk(range(a, min(a + step, B * n_ct)), n_ct, cols.union_starts.tolist()) for a in
-              range(0, B * n_ct, step)]
+    n_ct, per_band = len(cols.starts), B * len(cols.starts)
+    n_tiles = len(rows.starts) * per_band
+    # a chunk may span bands: small problems run as a few large operations instead of many small ones
+    step = max(1, CHUNK_ELEMS // (ur * uc * (2 * D + th * tw) + th * tw * D * (k + SHORTLIST_EXTRA + 3)))
+    col_union_starts = cols.union_starts.tolist()
+    chunks = [TileChunk(range(a, min(a + step, n_tiles)), n_ct, B, col_union_starts)
+              for a in range(0, n_tiles, step)]
     jj, ii = torch.arange(tw, device=dev), torch.arange(th, device=dev)
     uu_r, uu_c = torch.arange(ur, device=dev), torch.arange(uc, device=dev)
-    masks: dict[tuple, Tensor] = {}  # window patterns repeat from band to band
 
-    def run_bands(bands: list[int]) -> None:
+    def band_queries(band_i: int, cache: dict) -> Tensor:
+        if cache.get("band") != band_i:  # a worker's chunks are consecutive: each band is cut once
+            cache["band"] = band_i
+            cache["tiles"] = _band_tiles(query, rows.starts[band_i], th, tw, cols.starts, patch_size, stride)
+        return cache["tiles"]  # (B·n_ct)×D×Tq
+
+    def chunk_queries(ch: TileChunk, cache: dict) -> Tensor:
+        parts = []
+        for band_i in ch.bands:
+            lo = max(ch.first, band_i * per_band) - band_i * per_band
+            hi = min(ch.first + ch.size, (band_i + 1) * per_band) - band_i * per_band
+            parts.append(band_queries(band_i, cache)[lo:hi])
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def run_chunks(chunk_ids: list[int]) -> None:
         work: dict[str, Tensor] = {}  # buffers reused from chunk to chunk (one set per worker)
-        cand_aug = torch.empty((min(step, B * n_ct), ur * uc, D + 2), dtype=dtype, device=dev)
-        for band_i in bands:
-            ia = rows.starts[band_i]
-            queries = _band_tiles(query, ia, th, tw, cols.starts, patch_size, stride)  # (B·n_ct)×D×Tq
-            ra = int(rows.union_starts[band_i])
-            for ch_i, ch in enumerate(chunks):
-                g, b, ct = ch.size, ch.batch.to(dev), ch.col_tile.to(dev)
-                q_cols = queries[ch.first: ch.first + g]
-                centre = q_cols.mean(2)  # g×D: each tile's centre
-                for pos, length, bb, ca0, step_c in ch.runs:  # the unions, read straight from the son grid
+        cache: dict = {}
+        cand_aug = torch.empty((min(step, n_tiles), ur * uc, D + 2), dtype=dtype, device=dev)
+        for ch_i in chunk_ids:
+            ch = chunks[ch_i]
+            g, band, b, ct = ch.size, ch.band.to(dev), ch.batch.to(dev), ch.col_tile.to(dev)
+            q_cols = chunk_queries(ch, cache)
+            centre = q_cols.mean(2)  # g×D: each tile's centre
+            ra, ca = rows.union_starts[band], cols.union_starts[ct]
+            cand_index = (b * N)[:, None, None] + (ra[:, None, None] + uu_r[:, None]) * n2 + (ca[:, None, None] + uu_c)
+            if len(ch.runs) <= RUNS_AS_VIEWS:  # the unions, read straight from the son grid
+                for pos, length, band_i, bb, ca0, step_c in ch.runs:
+                    r0 = int(rows.union_starts[band_i])
                     view = son.as_strided((length, ur, uc, D), (step_c * D, n2 * D, D, 1),
-                                          son.storage_offset() + (bb * N + ra * n2 + ca0) * D)
+                                          son.storage_offset() + (bb * N + r0 * n2 + ca0) * D)
                     _augment_candidates(view, centre[pos: pos + length], gamma, cand_aug[pos: pos + length])
-                bound = _lower_bounds(q_cols, centre, cand_aug[:g], gamma, work=work, columns=True)
-                key = (rows.keys[band_i], ch_i)
-                if key not in masks:
-                    row_in, col_in = rows.inside[band_i], cols.inside[ct]
-                    # g×th×tw×ur×uc: candidate outside the query's window
-                    masks[key] = ~(row_in[None, :, None, :, None] & col_in[:, None, :, None, :])
-                bound.view(masks[key].shape).masked_fill_(masks[key], float("inf"))
-                ja, ca = cols.query_starts[ct], cols.union_starts[ct]
-                cand_index = (b * N)[:, None, None] + (ra + uu_r)[:, None] * n2 + (ca[:, None, None] + uu_c)
-                qt = workspace(work, "rows", (g, th * tw, D), q_cols).copy_(q_cols.transpose(1, 2))
-                d, i = refine_topk(qt, son_flat, bound, cand_index.view(g, ur * uc), k, delta=delta,
-                                   work=work)
-                out = (b * (m1 * m2))[:, None, None] + (ia + ii)[:, None] * m2 + (ja[:, None, None] + jj)
-                dist[out.view(-1)] = d.view(-1, k)
-                idx[out.view(-1)] = (i - (b * N).view(-1, 1, 1)).view(-1, k)
+            else:  # many short runs: one gather
+                cand = son_flat.index_select(0, cand_index.view(-1)).view(g, ur * uc, D)
+                _augment_candidates(cand, centre, gamma, cand_aug[:g])
+            bound = _lower_bounds(q_cols, centre, cand_aug[:g], gamma, work=work, columns=True)
+            # candidates outside a query's window: +inf (two broadcast adds; faster than building a mask)
+            grid = bound.view(g, th, tw, ur, uc)
+            grid.add_(rows.penalty[band][:, :, None, :, None]).add_(cols.penalty[ct][:, None, :, None, :])
+            qt = workspace(work, "rows", (g, th * tw, D), q_cols).copy_(q_cols.transpose(1, 2))
+            d, i = refine_topk(qt, son_flat, bound, cand_index.view(g, ur * uc), k, delta=delta,
+                               work=work, heap=heap)
+            ia, ja = rows.query_starts[band], cols.query_starts[ct]
+            out = (b * (m1 * m2))[:, None, None] + (ia[:, None, None] + ii[:, None]) * m2 + (ja[:, None, None] + jj)
+            dist[out.view(-1)] = d.view(-1, k)
+            idx[out.view(-1)] = (i - (b * N).view(-1, 1, 1)).view(-1, k)
 
-    parallel_bands(run_bands, len(rows.starts), dev)
+    parallel_bands(run_chunks, len(chunks), dev)
     return dist.view(B, m1 * m2, k), idx.view(B, m1 * m2, k)
 
 
@@ -223,6 +248,7 @@ def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3,
     m1, m2 = grid_size(H, patch_size, stride), grid_size(W, patch_size, stride)
     N, D = son.shape[1], son.shape[2]
     gamma, delta = gemm_gamma(D, query.dtype), recompute_delta(D, query.dtype)
+    heap = HEAP_SELECT and N <= HEAP_MAX_CANDIDATES and heap_select_ok(query, son)
     band_rows = max(1, min(m1, GLOBAL_BLOCK_ELEMS // max(1, B * N * m2)))
     son_flat = son.reshape(B * N, D)
     cand_index = torch.arange(B * N, device=son.device).view(B, N)
@@ -235,7 +261,7 @@ def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3,
         centre = band.mean(1)
         aug = _augment_candidates(son, centre, gamma, workspace(work, "aug_son", (B, N, D + 2), son))
         bound = _lower_bounds(band, centre, aug, gamma, work=work)
-        d, i = refine_topk(band, son_flat, bound, cand_index, k, delta=delta, work=work)
+        d, i = refine_topk(band, son_flat, bound, cand_index, k, delta=delta, work=work, heap=heap)
         dist[:, ia * m2: ib * m2], idx[:, ia * m2: ib * m2] = d, i - cand_index[:, :1, None]
     return dist, idx
 

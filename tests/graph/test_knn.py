@@ -241,6 +241,54 @@ def test_windowed_torch_never_builds_the_full_matrix(monkeypatch):
         assert n_cand <= (8 + 4) ** 2 < n_son  # each tile meets the union of its windows only
 
 
+@pytest.mark.parametrize("heap", [False, True])
+@pytest.mark.parametrize("runs_as_views", [0, 10**6])
+def test_selection_and_union_paths_match_brute_force(monkeypatch, heap, runs_as_views):
+    """Both shortlist selections (torch.topk, faiss's heap) and both ways of reading the unions (strided views,
+    one gather), on chunks that span several bands and batch items; window 2 leaves rows with fewer
+    in-window candidates than the shortlist (unfilled heap slots)."""
+    if heap and not HAS_FAISS:
+        pytest.skip("needs faiss")
+    monkeypatch.setattr(knn_torch, "HEAP_SELECT", heap)
+    monkeypatch.setattr(knn_torch, "RUNS_AS_VIEWS", runs_as_views)
+    used = []
+    real = knn_exact._heap_smallest
+    monkeypatch.setattr(knn_exact, "_heap_smallest", lambda b, kp: used.append(b.shape) or real(b, kp))
+    gen = torch.Generator().manual_seed(21)
+    query, son = torch.randn(2, 3, 41, 38, generator=gen), torch.randn(2, 3, 20, 19, generator=gen)
+    for window, k in ((6, 5), (2, 4)):
+        res = cross_scale_knn(query, son, k=k, window=window, graph_scale=2, backend="torch", tile=(4, 6))
+        check_against_brute(res, query, son, k=k, window=window, graph_scale=2)
+    assert bool(used) == heap
+
+
+def test_heap_selection_equals_topk_selection():
+    """faiss's heap and torch.topk give the same shortlist values and the same bound on the rest, with masked
+    (inf) entries and rows that have fewer finite entries than the shortlist."""
+    if not HAS_FAISS:
+        pytest.skip("needs faiss")
+    gen = torch.Generator().manual_seed(4)
+    bound = torch.randn(3, 40, 50, generator=gen)
+    bound[torch.rand(3, 40, 50, generator=gen) < 0.5] = float("inf")
+    bound[0, 0, 3:] = float("inf")  # 3 finite entries for a shortlist of 6
+    bound[1, 1] = 0.25  # a row of ties
+    hv, hp, hx = knn_exact._heap_smallest(bound, 6)
+    tv, tp, tx = knn_exact._smallest(bound, 6)
+    assert torch.equal(hv, tv) and torch.equal(hx, tx.clamp(max=torch.finfo(torch.float32).max))
+    finite = torch.isfinite(hv)
+    assert torch.equal(bound.gather(2, hp)[finite], hv[finite])  # positions point at their values
+    assert torch.equal(hp[1, 1], torch.arange(6))  # ties: lowest positions first
+
+
+def test_heap_selection_only_for_safe_inputs():
+    ok = knn_exact.heap_select_ok
+    x = torch.randn(2, 3)
+    assert ok(x, x) == HAS_FAISS
+    assert not ok(x.double(), x.double())
+    assert not ok(x, torch.tensor([1.0, float("nan")]))
+    assert not ok(x, torch.tensor([1.0, 2 * knn_exact.HEAP_MAX_ABS]))
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_parallel_bands_keep_the_callers_thread_setting(threads):
     before = torch.get_num_threads()
