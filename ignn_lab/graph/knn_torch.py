@@ -13,6 +13,7 @@ certification → fallback), so results are exact and ties go to the lower son i
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -111,15 +112,29 @@ def _band_tiles(query: Tensor, ia: int, th: int, tw: int, col_starts: list[int],
     return out.view(B * n_t, C * patch_size * patch_size, th * tw)
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _worker_pool(n: int) -> ThreadPoolExecutor:
+    """A process-wide pool of at least ``n`` threads, kept between calls: fresh threads would pay for thread
+    start-up and fresh allocator arenas (thousands of page faults per search) every time."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < n:
+            _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="ignn-lab-knn")
+        return _POOL
+
+
 def parallel_bands(fn, n_bands: int, device: torch.device) -> None:
     """Call ``fn(parts)`` on disjoint runs of consecutive part numbers (bands, chunks), one per torch CPU
     thread; consecutive, so that work a worker shares between neighbouring parts (a band's query patches) is
     done once.
 
     A windowed search is thousands of small operations; intra-op threading scales them poorly (and collapses
-    when the CPU is shared), so on CPU each of ``torch.get_num_threads()`` Python threads runs its own bands
-    single-threaded (torch releases the GIL inside operations). The thread count is per OS thread in PyTorch's
-    OpenMP/MKL builds, so the caller's setting is untouched; the default for new threads is restored after.
+    when the CPU is shared), so on CPU each of ``torch.get_num_threads()`` threads (the caller and pooled
+    workers) runs its own parts single-threaded (torch releases the GIL inside operations). The thread count
+    is per OS thread in PyTorch's OpenMP/MKL builds; the caller's setting is restored after.
     """
     n = min(torch.get_num_threads(), n_bands) if device.type == "cpu" else 1
     if n <= 1:
@@ -128,15 +143,16 @@ def parallel_bands(fn, n_bands: int, device: torch.device) -> None:
     restore = torch.get_num_threads()
     inference = torch.is_inference_mode_enabled()  # thread-local: carry the caller's mode into the workers
 
-    def worker(w: int) -> None:
+    def share(w: int) -> None:
         torch.set_num_threads(1)
         with torch.inference_mode(inference):
             fn(list(range(w * n_bands // n, (w + 1) * n_bands // n)))
 
     try:
-        with ThreadPoolExecutor(max_workers=n) as pool:
-            for f in [pool.submit(worker, w) for w in range(n)]:
-                f.result()
+        futures = [_worker_pool(n - 1).submit(share, w) for w in range(1, n)]
+        share(0)
+        for f in futures:
+            f.result()
     finally:
         torch.set_num_threads(restore)
 

@@ -66,6 +66,26 @@ def upsampler_layers(scale: int, n_feats: int) -> list[nn.Module]:
     return layers
 
 
+def pixel_shuffle_cat(y: Tensor, extra: Tensor, r: int) -> Tensor:
+    """``cat_channels_last([pixel_shuffle(y, r), extra])`` as one copy (no separate shuffled tensor).
+
+    Args:
+        y: B×(C·r²)×H×W. extra: B×E×rH×rW.
+
+    Returns:
+        B×(C+E)×rH×rW, channels-last. Without autograd only (a plain copy, so bit-identical to the two-step
+        form); with autograd use the two steps.
+    """
+    b, cr, h, w = y.shape
+    c, e = cr // (r * r), extra.shape[1]
+    out = torch.empty(b, c + e, r * h, r * w, dtype=y.dtype, device=y.device, memory_format=torch.channels_last)
+    nhwc = out.permute(0, 2, 3, 1)  # B×rH×rW×(C+E), contiguous
+    shuffled = y.permute(0, 2, 3, 1).reshape(b, h, w, c, r, r).permute(0, 1, 4, 2, 5, 3)  # B×H×r×W×r×C
+    nhwc.view(b, h, r, w, r, c + e)[..., :c].copy_(shuffled)
+    nhwc[..., c:].copy_(extra.permute(0, 2, 3, 1))
+    return out
+
+
 def cat_channels_last(tensors: list[Tensor]) -> Tensor:
     """``torch.cat(tensors, 1)`` into a channels-last B×C×H×W tensor (plain ``cat`` may fall back to NCHW,
     which makes the next convolution several times slower on CPU)."""

@@ -15,7 +15,8 @@ from torch import Tensor
 from ignn_lab.data.degrade import make_son
 from ignn_lab.graph.patches import grid_size
 from ignn_lab.models.aggregation import GraphAggregation
-from ignn_lab.models.blocks import ResBlock, cat_channels_last, conv, conv_block, mean_shift, upsampler_layers
+from ignn_lab.models.blocks import (ResBlock, cat_channels_last, conv, conv_block, mean_shift, pixel_shuffle_cat,
+                                    upsampler_layers)
 from ignn_lab.models.config import IGNNConfig
 from ignn_lab.models.edsr import LITE, check_input
 from ignn_lab.models.nonlocal_block import NonLocalBlock
@@ -126,9 +127,13 @@ class IGNN(nn.Module):
         else:
             x1 = self.nonlocal_block(x1)
         x2 = self.body2(x1) + x0
-        u = self.upsample(x2)
-        if x_hr is not None:
-            u = self.fuse_up(cat_channels_last([u, x_hr]))
+        if x_hr is None:
+            u = self.upsample(x2)
+        elif len(self.upsample) == 2 and not (torch.is_grad_enabled() and (x2.requires_grad or x_hr.requires_grad)):
+            # conv, then the pixel shuffle written straight into the fusion's input (one copy fewer)
+            u = self.fuse_up(pixel_shuffle_cat(self.upsample[0](x2), x_hr, self.upsample[1].upscale_factor))
+        else:
+            u = self.fuse_up(cat_channels_last([self.upsample(x2), x_hr]))
         return (self.add_mean(self.tail(u)) / rgb).contiguous()
 
 
