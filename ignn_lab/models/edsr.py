@@ -19,7 +19,7 @@ from ignn_lab.models.registry import register_model
 
 # The lite body, shared with ``ignn-lite`` so the two compare on the same body (docs/models.md says how it
 # was chosen).
-LITE = {"n_feats": 16, "n_resblocks": 32, "res_scale": 0.1}
+LITE = {"n_feats": 16, "n_resblocks": 44, "res_scale": 0.1}
 
 __all__ = ["EDSR", "LITE", "check_input"]
 

@@ -1,10 +1,12 @@
 """How the lite sizes were chosen: CPU timings of a training step and of inference, written as JSON.
 
-``python -m ignn_lab.models.sizing --json runs/models_sizing.json [--quick] [--threads N]``
+``python -m ignn_lab.models.sizing --json runs/models_sizing.json [--quick] [--threads N] [--sweep 32x16,44x16]``
 
 * train step: 16 LR patches of 48×48 (×2), forward + L1 loss + backward + Adam step;
 * inference: one 256×256 LR image (×2) under ``torch.inference_mode`` (the son computed by the model);
-* the IGNN-lite / EDSR-lite inference ratio (target ≤ 1.6) and where IGNN-lite's extra time goes.
+* the IGNN-lite / EDSR-lite inference ratio (target ≤ 1.6) and where IGNN-lite's extra time goes;
+* with ``--sweep``, the same train-step and inference timings for other bodies (blocks × width), which is how
+  the lite body was chosen.
 
 The models are timed alternately (A, B, A, B, ...) so that load from other processes hits both alike; medians
 are reported with every sample and the 1-minute load average before and after. On a busy machine, run with
@@ -26,7 +28,7 @@ import torch
 from ignn_lab.data.io import atomic_write_bytes
 from ignn_lab.models.registry import build
 
-__all__ = ["inference_fn", "run", "stage_split", "train_step_fn"]
+__all__ = ["inference_fn", "parse_bodies", "run", "stage_split", "sweep", "train_step_fn"]
 
 
 def train_step_fn(name: str, scale: int = 2, *, batch: int = 16, patch: int = 48,
@@ -105,8 +107,41 @@ def stage_split(scale: int = 2, *, size: int = 256, name: str = "ignn-lite") -> 
             "fuse_b_s": spent["fuse_b"], "fuse_up_s": spent["fuse_up"], "total_s": total}
 
 
-def run(json_path: str | os.PathLike, *, quick: bool = False) -> dict[str, Any]:
-    """Time the lite models and write the results to ``json_path``; returns the dict."""
+def parse_bodies(text: str) -> list[tuple[int, int]]:
+    """``"32x16,44x16"`` → ``[(32, 16), (44, 16)]`` (residual blocks × channels)."""
+    bodies = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        try:
+            blocks, width = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"a body is BLOCKSxWIDTH, e.g. 44x16; got {item!r}") from None
+        if blocks < 2 or width < 1:
+            raise ValueError(f"a body needs at least 2 blocks and 1 channel, got {item!r}")
+        bodies.append((blocks, width))
+    return bodies
+
+
+def sweep(bodies: list[tuple[int, int]], *, train_reps: int = 5, inference_reps: int = 9) -> list[dict[str, Any]]:
+    """EDSR-lite and IGNN-lite train-step and 256² inference medians for each body (blocks, width), the two
+    models timed alternately; the graph sits after block ``blocks // 2`` as in the paper."""
+    rows = []
+    for blocks, width in bodies:
+        body = {"n_resblocks": blocks, "n_feats": width}
+        train = _alternate({n: train_step_fn(n, **body) for n in ("edsr-lite", "ignn-lite")}, train_reps)
+        infer = _alternate({n: inference_fn(n, **body) for n in ("edsr-lite", "ignn-lite")}, inference_reps)
+        row = {"blocks": blocks, "width": width}
+        for n in ("edsr-lite", "ignn-lite"):
+            row[f"train_step_s_{n}"] = train[n]["median_s"]
+            row[f"inference_256_s_{n}"] = infer[n]["median_s"]
+        row["inference_ratio"] = row["inference_256_s_ignn-lite"] / row["inference_256_s_edsr-lite"]
+        rows.append(row)
+    return rows
+
+
+def run(json_path: str | os.PathLike, *, quick: bool = False,
+        bodies: list[tuple[int, int]] | None = None) -> dict[str, Any]:
+    """Time the lite models (and, with ``bodies``, a sweep of other bodies) and write the results to
+    ``json_path``; returns the dict."""
     reps = 3 if quick else 9
     out: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
                            "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
@@ -122,6 +157,8 @@ def run(json_path: str | os.PathLike, *, quick: bool = False) -> dict[str, Any]:
     pairs = zip(inf["ignn-lite"]["times_s"], inf["edsr-lite"]["times_s"], strict=True)
     out["ratio_per_pair_256"] = sorted(a / b for a, b in pairs)
     out["ignn_lite_stages_256"] = stage_split(2)
+    if bodies:
+        out["sweep"] = sweep(bodies, train_reps=3 if quick else 5, inference_reps=reps)
     out["load_after"] = os.getloadavg()[0]
     atomic_write_bytes(json_path, json.dumps(out, indent=2).encode())
     return out
@@ -133,13 +170,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", required=True, help="output JSON path")
     ap.add_argument("--quick", action="store_true", help="3 repeats instead of 9")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--sweep", default="", help="other bodies to time, BLOCKSxWIDTH comma-separated (e.g. 32x16,48x16)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    res = run(args.json, quick=args.quick)
+    bodies = parse_bodies(args.sweep)
+    res = run(args.json, quick=args.quick, bodies=bodies)
     for kind in ("train_step_16x48x48", "inference_256"):
         for name, r in res[kind].items():
             print(f"{kind:20s} {name:10s} median {r['median_s']:.3f} s wall, {r['cpu_median_s']:.3f} s CPU")
+    for row in res.get("sweep", []):
+        print(f"body {row['blocks']}x{row['width']}: train step EDSR-lite {row['train_step_s_edsr-lite']:.3f} s, "
+              f"IGNN-lite {row['train_step_s_ignn-lite']:.3f} s; inference ratio {row['inference_ratio']:.2f}")
     print(f"IGNN-lite / EDSR-lite at 256²: wall {res['ratio_ignn_over_edsr_256']:.2f}, "
           f"CPU time {res['cpu_ratio_ignn_over_edsr_256']:.2f}  "
           f"(load {res['load_before']:.1f} → {res['load_after']:.1f})")
