@@ -262,6 +262,19 @@ def test_selection_and_union_paths_match_brute_force(monkeypatch, heap, runs_as_
     assert bool(used) == heap
 
 
+def test_results_do_not_alias_reused_buffers():
+    """Windowed searches reuse per-thread buffers between calls: a result must survive the next search."""
+    gen = torch.Generator().manual_seed(17)
+    q1, s1 = torch.randn(1, 3, 30, 28, generator=gen), torch.randn(1, 3, 15, 14, generator=gen)
+    q2, s2 = torch.randn(2, 3, 34, 30, generator=gen), torch.randn(2, 3, 17, 15, generator=gen)
+    first = cross_scale_knn(q1, s1, k=4, window=5, backend="torch")
+    kept = (first.index.clone(), first.distance.clone())
+    cross_scale_knn(q2, s2, k=4, window=5, backend="torch")
+    assert torch.equal(first.index, kept[0]) and torch.equal(first.distance, kept[1])
+    again = cross_scale_knn(q1, s1, k=4, window=5, backend="torch")
+    assert torch.equal(again.index, kept[0]) and torch.equal(again.distance, kept[1])
+
+
 def test_heap_selection_equals_topk_selection():
     """faiss's heap and torch.topk give the same shortlist values and the same bound on the rest, with masked
     (inf) entries and rows that have fewer finite entries than the shortlist."""
