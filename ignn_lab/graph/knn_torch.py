@@ -123,9 +123,12 @@ def _thread_work(device: torch.device) -> dict[str, Tensor]:
     page faults and 3–5 ms of kernel time per ignn-lite graph). Other devices get a fresh dict."""
     if device.type != "cpu":
         return {}
-    work = getattr(_LOCAL, "work", None)
+    # buffers made under inference mode are inference tensors, which may not be written outside it: one set each
+    name = "work_inference" if torch.is_inference_mode_enabled() else "work"
+    work = getattr(_LOCAL, name, None)
     if work is None:
-        work = _LOCAL.work = {}
+        work = {}
+        setattr(_LOCAL, name, work)
     return work
 
 

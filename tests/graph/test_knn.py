@@ -273,6 +273,10 @@ def test_results_do_not_alias_reused_buffers():
     assert torch.equal(first.index, kept[0]) and torch.equal(first.distance, kept[1])
     again = cross_scale_knn(q1, s1, k=4, window=5, backend="torch")
     assert torch.equal(again.index, kept[0]) and torch.equal(again.distance, kept[1])
+    with torch.inference_mode():  # buffers made here are inference tensors ...
+        inside = cross_scale_knn(q2, s2, k=4, window=5, backend="torch")
+    after = cross_scale_knn(q2, s2, k=4, window=5, backend="torch")  # ... and must not be reused out here
+    assert torch.equal(inside.index, after.index) and torch.equal(inside.distance, after.distance)
 
 
 def test_heap_selection_equals_topk_selection():
