@@ -96,7 +96,6 @@ class AxisTiles:
         rel = win_starts[first[:, None] + off] - self.union_starts[:, None]
         pos = torch.arange(self.union, device=win_starts.device)
         self.inside = (pos >= rel[..., None]) & (pos < rel[..., None] + side)  # tiles×tile×union
-        self.dtype = dtype
         # 0 inside the window, +inf outside: added to a distance bound, it masks the candidate
         self.penalty = torch.zeros(self.inside.shape, dtype=dtype, device=win_starts.device).masked_fill_(
             ~self.inside, float("inf"))
@@ -118,7 +117,6 @@ class TileChunk:
         t = torch.arange(tiles.start, tiles.stop)
         self.band, self.batch, self.col_tile = t // per_band, t % per_band // n_ct, t % n_ct
         self.bands = range(tiles.start // per_band, (tiles.stop - 1) // per_band + 1)
-        self.offset = tiles.start % per_band  # position of the first tile within its band
         self.runs: list[tuple[int, int, int, int, int, int]] = []  # (pos, length, band, batch, start, step)
         for pos, tt in enumerate(tiles):
             band, rest = divmod(tt, per_band)

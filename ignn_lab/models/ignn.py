@@ -127,9 +127,10 @@ class IGNN(nn.Module):
         else:
             x1 = self.nonlocal_block(x1)
         x2 = self.body2(x1) + x0
+        autograd = torch.is_grad_enabled() and (x2.requires_grad or (x_hr is not None and x_hr.requires_grad))
         if x_hr is None:
             u = self.upsample(x2)
-        elif len(self.upsample) == 2 and not (torch.is_grad_enabled() and (x2.requires_grad or x_hr.requires_grad)):
+        elif len(self.upsample) == 2 and not autograd:
             # conv, then the pixel shuffle written straight into the fusion's input (one copy fewer)
             u = self.fuse_up(pixel_shuffle_cat(self.upsample[0](x2), x_hr, self.upsample[1].upscale_factor))
         else:
