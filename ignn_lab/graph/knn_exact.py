@@ -24,8 +24,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["exact_sqdist", "gemm_gamma", "recompute_delta", "shortlist_size", "refine_shortlist",
-           "refine_topk", "workspace", "heap_select_ok", "PAIR_CHUNK", "SHORTLIST_EXTRA", "HEAP_MAX_ABS",
+from ignn_lab.graph import kernels
+
+__all__ = ["LANES", "exact_sqdist", "gemm_gamma", "recompute_delta", "shortlist_size", "refine_shortlist",
+           "refine_topk", "workspace", "heap_select_ok", "max_abs_within", "PAIR_CHUNK", "SHORTLIST_EXTRA", "HEAP_MAX_ABS",
            "HEAP_MAX_CANDIDATES"]
 
 #: Extra shortlisted candidates beyond k (measured: with tile centring, <2 % of rows need the fallback).
@@ -34,8 +36,30 @@ SHORTLIST_EXTRA = 3
 PAIR_CHUNK = 1 << 22
 
 
+#: float32 distances are summed in this many lanes (see :func:`exact_sqdist`).
+LANES = 16
+
+
+def _lane_sum(sq: Tensor) -> Tensor:
+    """Sum float32 squares over the last dim as the C kernel does: lane ``j`` takes ``i ≡ j (mod 16)`` in a
+    sequential float64 sum (``cumsum`` is sequential), lanes combine pairwise (j + 8, + 4, + 2, + 1), float32."""
+    pad = -sq.shape[-1] % LANES
+    if pad:
+        sq = torch.nn.functional.pad(sq, (0, pad))  # + 0.0 leaves a sum of squares unchanged
+    lanes = sq.view(*sq.shape[:-1], -1, LANES).to(torch.float64).cumsum(-2)[..., -1, :]
+    w = LANES // 2
+    while w:
+        lanes = lanes[..., :w] + lanes[..., w: 2 * w]
+        w //= 2
+    return lanes[..., 0].to(torch.float32)
+
+
 def exact_sqdist(q: Tensor, cand: Tensor) -> Tensor:
     """Squared L2 by explicit differences, the formula every backend reports.
+
+    float32: float32 differences and squares, summed in float64 in a fixed order (16 lanes of sequential sums,
+    combined pairwise), rounded once to float32: order-independent of the tensor layout and the same bits as
+    the C kernels (:mod:`~ignn_lab.graph.kernels`). Other dtypes: in their own precision, one fixed layout.
 
     Args:
         q: ...×D query vectors.
@@ -44,14 +68,25 @@ def exact_sqdist(q: Tensor, cand: Tensor) -> Tensor:
     Returns:
         ...×K squared distances, dtype of the inputs.
     """
+    if _use_kernel(q, cand):
+        return kernels.sqdist_batch(q, cand)
     diff = (q.unsqueeze(-2) - cand).contiguous()  # one memory layout, so one summation order everywhere
-    return diff.mul_(diff).sum(-1)
+    diff.mul_(diff)
+    return _lane_sum(diff) if diff.dtype == torch.float32 else diff.sum(-1)
+
+
+def _use_kernel(q: Tensor, cand: Tensor) -> bool:
+    return (q.dtype == torch.float32 and cand.dtype == torch.float32 and q.device.type == "cpu"
+            and cand.device.type == "cpu" and kernels.load() is not None)
 
 
 def _exact_sqdist_into(q: Tensor, cand: Tensor) -> Tensor:
-    """:func:`exact_sqdist` overwriting ``cand`` (contiguous ...×K×D); ``(s − q)²`` equals ``(q − s)²``."""
+    """:func:`exact_sqdist`, free to overwrite ``cand`` (contiguous ...×K×D); ``(s − q)²`` equals ``(q − s)²``."""
+    if _use_kernel(q, cand):
+        return kernels.sqdist_batch(q, cand)
     cand.sub_(q.unsqueeze(-2))
-    return cand.mul_(cand).sum(-1)
+    cand.mul_(cand)
+    return _lane_sum(cand) if cand.dtype == torch.float32 else cand.sum(-1)
 
 
 def _unit_roundoff(dtype: torch.dtype) -> float:
@@ -73,9 +108,10 @@ def recompute_delta(dim: int, dtype: torch.dtype) -> float:
     return (dim + 4) * _unit_roundoff(dtype)
 
 
-def shortlist_size(k: int, n_cand: int) -> int:
-    """Number of candidates recomputed exactly per row: ``k + SHORTLIST_EXTRA``, at most ``n_cand``."""
-    return min(k + SHORTLIST_EXTRA, n_cand)
+def shortlist_size(k: int, n_cand: int, extra: int | None = None) -> int:
+    """Number of candidates recomputed exactly per row: ``k + extra`` (default :data:`SHORTLIST_EXTRA`), at
+    most ``n_cand``."""
+    return min(k + (SHORTLIST_EXTRA if extra is None else extra), n_cand)
 
 
 def _sort_by_distance_then_index(dist: Tensor, idx: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -200,16 +236,26 @@ HEAP_MAX_CANDIDATES = 512
 HEAP_MAX_ABS = 1e15
 
 
+def max_abs_within(tensors: tuple[Tensor, ...], limit: float) -> float | None:
+    """max |x| over float32 CPU ``tensors`` when every entry lies within ±``limit``, else None (also for NaN,
+    other dtypes or devices)."""
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
+        return None
+    amax = 0.0
+    for t in tensors:
+        if t.numel():
+            low, high = (float(v) for v in torch.aminmax(t))
+            if not (-limit <= low and high <= limit):  # NaN fails too
+                return None
+            amax = max(amax, -low, high)
+    return amax
+
+
 def heap_select_ok(*tensors: Tensor) -> bool:
     """True when shortlists of these inputs may use :func:`_heap_smallest`: float32 CPU tensors with entries
     in ±:data:`HEAP_MAX_ABS` (NaN fails the test), and faiss installed."""
-    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
+    if max_abs_within(tensors, HEAP_MAX_ABS) is None:
         return False
-    for t in tensors:
-        if t.numel():
-            low, high = torch.aminmax(t)
-            if not (-HEAP_MAX_ABS <= float(low) and float(high) <= HEAP_MAX_ABS):
-                return False
     from ignn_lab.graph.knn_faiss import faiss_available
 
     return faiss_available()

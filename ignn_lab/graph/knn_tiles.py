@@ -94,6 +94,7 @@ class AxisTiles:
         off = torch.arange(tile, device=win_starts.device)
         first = torch.tensor(self.starts, device=win_starts.device)
         rel = win_starts[first[:, None] + off] - self.union_starts[:, None]
+        self.rel = rel.contiguous()  # tiles×tile: window start of each tile position inside its union
         pos = torch.arange(self.union, device=win_starts.device)
         self.inside = (pos >= rel[..., None]) & (pos < rel[..., None] + side)  # tiles×tile×union
         # 0 inside the window, +inf outside: added to a distance bound, it masks the candidate

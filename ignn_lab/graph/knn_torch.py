@@ -20,8 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ignn_lab.graph.knn_exact import (HEAP_MAX_CANDIDATES, SHORTLIST_EXTRA, gemm_gamma, heap_select_ok,
-                                      recompute_delta, refine_topk, shortlist_size, workspace)
+from ignn_lab.graph import kernels, knn_bf16
+from ignn_lab.graph.knn_exact import (HEAP_MAX_ABS, HEAP_MAX_CANDIDATES, SHORTLIST_EXTRA, gemm_gamma,
+                                      heap_select_ok, max_abs_within, recompute_delta, refine_topk,
+                                      shortlist_size, workspace)
 from ignn_lab.graph.patches import calc_padding, grid_size, im2patch_rows
 from ignn_lab.graph.knn_tiles import CHUNK_ELEMS, AxisTiles, TileChunk, choose_tile
 from ignn_lab.graph.window import Centering, window_starts
@@ -173,6 +175,28 @@ def parallel_bands(fn, n_bands: int, device: torch.device) -> None:
         torch.set_num_threads(restore)
 
 
+#: Engine of windowed search on CPU: "auto" (the fastest that applies), or "torch", "c-float32", "c-bf16" to
+#: force one where it applies (tests and benchmarks; :data:`LAST_SEARCH` says what ran).
+ENGINE = "auto"
+#: What the last windowed search in this process ran: ``mode`` ("c-bf16", "c-float32" or "torch"), query
+#: ``rows``, ``rescans`` (rows the shortlist did not certify; C modes only) and ``shortlist`` length.
+LAST_SEARCH: dict = {}
+
+
+def _windowed_mode(query: Tensor, son: Tensor, k: int, n_cand: int) -> tuple[str, float | None, int]:
+    """Which engine runs a windowed search: the C kernel with bfloat16 keys, the C kernel with float32
+    bounds, or torch alone; with max |input| (bfloat16 keys) and the shortlist length."""
+    if ENGINE not in ("auto", "torch", "c-float32", "c-bf16"):
+        raise ValueError(f"ENGINE must be auto, torch, c-float32 or c-bf16; got {ENGINE!r}")
+    if ENGINE != "torch" and query.device.type == "cpu" and query.dtype == torch.float32 and kernels.load() is not None:
+        amax = knn_bf16.bf16_keys_ok(query, son, son.shape[2]) if ENGINE != "c-float32" else None
+        if amax is not None and k + knn_bf16.SHORTLIST_EXTRA_BF16 <= kernels.KP_MAX:
+            return "c-bf16", amax, shortlist_size(k, n_cand, knn_bf16.SHORTLIST_EXTRA_BF16)
+        if shortlist_size(k, n_cand) <= kernels.KP_MAX and max_abs_within((query, son), HEAP_MAX_ABS) is not None:
+            return "c-float32", None, shortlist_size(k, n_cand)
+    return "torch", None, shortlist_size(k, n_cand)
+
+
 def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side: int, graph_scale: int,
                     k: int, *, centering: Centering = "corrected", patch_size: int = 3, stride: int = 2,
                     tile: int | tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
@@ -200,7 +224,12 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
     rows = AxisTiles(window_starts(m1, n1, side, graph_scale, centering, dev), n1, min(th, m1), side, dtype)
     cols = AxisTiles(window_starts(m2, n2, side, graph_scale, centering, dev), n2, min(tw, m2), side, dtype)
     th, tw, ur, uc = rows.size, cols.size, rows.union, cols.union
-    heap = HEAP_SELECT and ur * uc <= HEAP_MAX_CANDIDATES and heap_select_ok(query, son)
+    mode, amax, kp = _windowed_mode(query, son, k, ur * uc)
+    heap = mode == "torch" and HEAP_SELECT and ur * uc <= HEAP_MAX_CANDIDATES and heap_select_ok(query, son)
+    width = knn_bf16.key_width(D)
+    if mode == "c-bf16":
+        gamma = knn_bf16.bf16_gamma(D, width)
+        keys_like = torch.empty(0, dtype=torch.bfloat16)
     son_flat = son.reshape(B * N, D)
     dist = torch.empty((B * m1 * m2, k), dtype=dtype, device=dev)
     idx = torch.empty((B * m1 * m2, k), dtype=torch.int64, device=dev)
@@ -213,6 +242,7 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
               for a in range(0, n_tiles, step)]
     jj, ii = torch.arange(tw, device=dev), torch.arange(th, device=dev)
     uu_r, uu_c = torch.arange(ur, device=dev), torch.arange(uc, device=dev)
+    rescans = [0] * len(chunks)
 
     def band_queries(band_i: int, cache: dict) -> Tensor:
         if cache.get("band") != band_i:  # a worker's chunks are consecutive: each band is cut once
@@ -228,41 +258,75 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
             parts.append(band_queries(band_i, cache)[lo:hi])
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
+    def float32_bounds(ch: TileChunk, q_cols: Tensor, centre: Tensor, work: dict) -> Tensor:
+        """g×R×Nc float32 lower bounds of the chunk's tiles against their unions (no window mask)."""
+        g, band, b, ct = ch.size, ch.band.to(dev), ch.batch.to(dev), ch.col_tile.to(dev)
+        cand_aug = workspace(work, "cand_aug", (g, ur * uc, D + 2), query)
+        if len(ch.runs) <= RUNS_AS_VIEWS:  # the unions, read straight from the son grid
+            for pos, length, band_i, bb, ca0, step_c in ch.runs:
+                r0 = int(rows.union_starts[band_i])
+                view = son.as_strided((length, ur, uc, D), (step_c * D, n2 * D, D, 1),
+                                      son.storage_offset() + (bb * N + r0 * n2 + ca0) * D)
+                _augment_candidates(view, centre[pos: pos + length], gamma, cand_aug[pos: pos + length])
+        else:  # many short runs: one gather
+            ra, ca = rows.union_starts[band], cols.union_starts[ct]
+            index = (b * N)[:, None, None] + (ra[:, None, None] + uu_r[:, None]) * n2 + (ca[:, None, None] + uu_c)
+            cand = workspace(work, "union", (g * ur * uc, D), son_flat)
+            torch.index_select(son_flat, 0, index.view(-1), out=cand)
+            _augment_candidates(cand.view(g, ur * uc, D), centre, gamma, cand_aug)
+        return _lower_bounds(q_cols, centre, cand_aug, gamma, work=work, columns=True)
+
+    def run_kernel(ch_i: int, ch: TileChunk, q_cols: Tensor, centre: Tensor, work: dict) -> None:
+        """The fused C kernel: shortlist, exact re-rank and certification, written straight into the result."""
+        g, band, b, ct = ch.size, ch.band, ch.batch, ch.col_tile  # CPU only
+        union_base = b * N + rows.union_starts[band] * n2 + cols.union_starts[ct]
+        out_base = b * (m1 * m2) + rows.query_starts[band] * m2 + cols.query_starts[ct]
+        qt = workspace(work, "rows", (g, th * tw, D), q_cols).copy_(q_cols.transpose(1, 2))
+        bounds = None
+        if mode == "c-bf16":
+            cand = workspace(work, "cand_keys", (g, ur * uc, width), keys_like)
+            kernels.augment_union_bf16(son_flat, n2, (ur, uc), union_base, centre, 1 - gamma, knn_bf16.C1,
+                                       knn_bf16.UP, cand)
+            q_aug = workspace(work, "q_keys", (g, th * tw, width), keys_like)
+            row_term = workspace(work, "row_term", (g, th * tw), dist.new_empty(0, dtype=torch.float64))
+            kernels.augment_queries_bf16(q_cols, centre, 1 - gamma, knn_bf16.C1, knn_bf16.UP, knn_bf16.KAPPA_UP,
+                                         knn_bf16.T_SPLIT, q_aug, row_term)
+            keys = torch.bmm(q_aug, cand.transpose(1, 2), out=workspace(work, "keys", (g, th * tw, ur * uc),
+                                                                       keys_like))
+            bounds = knn_bf16.bound_map(row_term, amax, width)
+        else:
+            keys = float32_bounds(ch, q_cols, centre, work)
+        rescans[ch_i] = kernels.refine_window(
+            keys, rows.rel[band], cols.rel[ct], side, qt, son_flat, n2, union_base, k, kp, delta, dist, idx, m2,
+            out_base, b * N, union=(ur, uc), bounds=bounds)
+
     def run_chunks(chunk_ids: list[int]) -> None:
         work = _thread_work(dev)  # buffers reused from chunk to chunk and from search to search
         cache: dict = {}
-        cand_aug = workspace(work, "cand_aug", (min(step, n_tiles), ur * uc, D + 2), query)
         for ch_i in chunk_ids:
             ch = chunks[ch_i]
-            g, band, b, ct = ch.size, ch.band.to(dev), ch.batch.to(dev), ch.col_tile.to(dev)
             q_cols = chunk_queries(ch, cache)
             centre = q_cols.mean(2)  # g×D: each tile's centre
-            ra, ca = rows.union_starts[band], cols.union_starts[ct]
-            cand_index = (b * N)[:, None, None] + (ra[:, None, None] + uu_r[:, None]) * n2 + (ca[:, None, None] + uu_c)
-            if len(ch.runs) <= RUNS_AS_VIEWS:  # the unions, read straight from the son grid
-                for pos, length, band_i, bb, ca0, step_c in ch.runs:
-                    r0 = int(rows.union_starts[band_i])
-                    view = son.as_strided((length, ur, uc, D), (step_c * D, n2 * D, D, 1),
-                                          son.storage_offset() + (bb * N + r0 * n2 + ca0) * D)
-                    _augment_candidates(view, centre[pos: pos + length], gamma, cand_aug[pos: pos + length])
-            else:  # many short runs: one gather
-                cand = workspace(work, "union", (g * ur * uc, D), son_flat)
-                torch.index_select(son_flat, 0, cand_index.view(-1), out=cand)
-                cand = cand.view(g, ur * uc, D)
-                _augment_candidates(cand, centre, gamma, cand_aug[:g])
-            bound = _lower_bounds(q_cols, centre, cand_aug[:g], gamma, work=work, columns=True)
+            if mode != "torch":
+                run_kernel(ch_i, ch, q_cols, centre, work)
+                continue
+            g, band, b, ct = ch.size, ch.band.to(dev), ch.batch.to(dev), ch.col_tile.to(dev)
+            bound = float32_bounds(ch, q_cols, centre, work)
             # candidates outside a query's window: +inf (two broadcast adds; faster than building a mask)
             grid = bound.view(g, th, tw, ur, uc)
             grid.add_(rows.penalty[band][:, :, None, :, None]).add_(cols.penalty[ct][:, None, :, None, :])
+            ra, ca = rows.union_starts[band], cols.union_starts[ct]
+            cand_index = (b * N)[:, None, None] + (ra[:, None, None] + uu_r[:, None]) * n2 + (ca[:, None, None] + uu_c)
             qt = workspace(work, "rows", (g, th * tw, D), q_cols).copy_(q_cols.transpose(1, 2))
-            d, i = refine_topk(qt, son_flat, bound, cand_index.view(g, ur * uc), k, delta=delta,
-                               work=work, heap=heap)
+            d, i = refine_topk(qt, son_flat, bound, cand_index.view(g, ur * uc), k, delta=delta, work=work,
+                               heap=heap)
             ia, ja = rows.query_starts[band], cols.query_starts[ct]
             out = (b * (m1 * m2))[:, None, None] + (ia[:, None, None] + ii[:, None]) * m2 + (ja[:, None, None] + jj)
             dist[out.view(-1)] = d.view(-1, k)
             idx[out.view(-1)] = (i - (b * N).view(-1, 1, 1)).view(-1, k)
 
     parallel_bands(run_chunks, len(chunks), dev)
+    LAST_SEARCH.update(mode=mode, rows=B * m1 * m2, rescans=sum(rescans), shortlist=kp)
     return dist.view(B, m1 * m2, k), idx.view(B, m1 * m2, k)
 
 

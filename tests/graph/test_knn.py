@@ -212,6 +212,7 @@ def test_fallback_path_is_exercised_and_exact(monkeypatch):
     calls = []
     real = knn_exact._fallback
     monkeypatch.setattr(knn_exact, "SHORTLIST_EXTRA", 0)
+    monkeypatch.setattr(knn_torch, "ENGINE", "torch")  # the C kernel rescans inside (tested with the kernels)
     monkeypatch.setattr(knn_exact, "_fallback",
                         lambda *a, **kw: calls.append(a[0].shape[0]) or real(*a, **kw))
     gen = torch.Generator().manual_seed(9)
@@ -251,6 +252,7 @@ def test_selection_and_union_paths_match_brute_force(monkeypatch, heap, runs_as_
         pytest.skip("needs faiss")
     monkeypatch.setattr(knn_torch, "HEAP_SELECT", heap)
     monkeypatch.setattr(knn_torch, "RUNS_AS_VIEWS", runs_as_views)
+    monkeypatch.setattr(knn_torch, "ENGINE", "torch")  # selection in torch (the C kernel selects on its own)
     used = []
     real = knn_exact._heap_smallest
     monkeypatch.setattr(knn_exact, "_heap_smallest", lambda b, kp: used.append(b.shape) or real(b, kp))
