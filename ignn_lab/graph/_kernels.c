@@ -11,12 +11,13 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LANES 16
 #define KP_MAX 64
 
-int ignn_abi_version(void) { return 1; }
+int ignn_abi_version(void) { return 2; }
 
 static float sqdist(const float *q, const float *s, int64_t D) {
     double acc[LANES];
@@ -103,11 +104,30 @@ static inline double key_bound(double v, const double *row_term, int64_t row, do
  *   keys: G x R x (ur*uc), float32 (key_bf16 = 0) or bfloat16 bits (key_bf16 = 1); smaller is nearer.
  *   rrel, crel: G x th and G x tw, window start of each tile row / column inside the union; side: window side.
  *   row_term, scale, rel, slack: the key -> lower-bound map (row_term NULL: keys are lower bounds already).
- *   q: G x R x D queries; son: son patch rows (D floats each); union_base[g]: son row of union cell (0, 0);
+ *   q: G x D x R queries (as columns); son: son patch rows (D floats each); union_base[g]: son row of union cell (0, 0);
  *   n2: son-grid width (son rows per union row step).
  *   Output row of query (a, b) of tile g: out_base[g] + a*m2 + b; idx written as son row - son_off[g].
  * Returns the number of rows that needed the exact rescan.
  */
+/* Keys [p0, p0 + n) as floats (n <= the window side). */
+static inline void load_keys(const void *keys, int key_bf16, int64_t p0, int64_t n, float *out) {
+    if (key_bf16) {
+        const uint16_t *kb = (const uint16_t *)keys + p0;
+        for (int64_t x = 0; x < n; x++) out[x] = bf16_to_float(kb[x]);
+    } else {
+        memcpy(out, (const float *)keys + p0, (size_t)n * sizeof(float));
+    }
+}
+
+/* The largest key whose lower bound can be <= limit (a superset test; the exact test follows). */
+static double key_limit(double limit, const double *row_term, int64_t row, double scale, double rel,
+                        double slack) {
+    if (!row_term) return limit + fabs(limit) * 0x1p-20;
+    double y = (limit + row_term[row] + slack) / scale; /* v - rel|v| <= y */
+    double v = y >= 0 ? y / (1 - rel) : y / (1 + rel);
+    return v + fabs(v) * 0x1p-20;
+}
+
 int64_t ignn_refine_window(const void *keys, int key_bf16, int64_t G, int64_t th, int64_t tw, int64_t ur,
                            int64_t uc, const int64_t *rrel, const int64_t *crel, int64_t side,
                            const double *row_term, double scale, double rel, double slack, const float *q,
@@ -115,30 +135,39 @@ int64_t ignn_refine_window(const void *keys, int key_bf16, int64_t G, int64_t th
                            int64_t kp, double delta, float *dist, int64_t *idx, int64_t m2,
                            const int64_t *out_base, const int64_t *son_off) {
     const int64_t R = th * tw, NC = ur * uc, kp1 = kp + 1;
-    const float *kf = (const float *)keys;
-    const uint16_t *kb = (const uint16_t *)keys;
     int64_t rescans = 0;
     pair_t sel[KP_MAX + 1], best[KP_MAX + 1];
+    float *qt = malloc((size_t)(R * D + side) * sizeof(float));
+    if (!qt) return -1;
+    float *kv = qt + R * D;
     for (int64_t g = 0; g < G; g++) {
+        for (int64_t i = 0; i < D; i++) /* the tile's queries arrive as columns: one transpose per tile */
+            for (int64_t r = 0; r < R; r++) qt[r * D + i] = q[(g * D + i) * R + r];
         for (int64_t r = 0; r < R; r++) {
+            const float *qr = qt + r * D;
             const int64_t a = r / tw, b = r % tw, row = g * R + r;
             const int64_t rs = rrel[g * th + a], cs = crel[g * tw + b];
             const int64_t base = row * NC;
             /* 1. the kp + 1 smallest keys in the window (ties: lower union position) */
             int64_t n = 0;
             for (int64_t y = 0; y < side; y++) {
-                const int64_t p0 = base + (rs + y) * uc + cs;
+                const int64_t p0 = (rs + y) * uc + cs;
+                load_keys(keys, key_bf16, base + p0, side, kv);
+                if (n == kp1) { /* most rows of keys hold nothing below the current (kp+1)-th: count first */
+                    const float worst = sel[kp].d;
+                    int below = 0;
+                    for (int64_t x = 0; x < side; x++) below += kv[x] < worst;
+                    if (!below) continue;
+                }
                 for (int64_t x = 0; x < side; x++) {
-                    float v = key_bf16 ? bf16_to_float(kb[p0 + x]) : kf[p0 + x];
-                    if (n == kp1 && !(v < sel[kp].d)) continue;
-                    pair_t p = {v, (rs + y) * uc + cs + x};
+                    if (n == kp1 && !(kv[x] < sel[kp].d)) continue;
+                    pair_t p = {kv[x], p0 + x};
                     pair_insert(sel, &n, kp1, p);
                 }
             }
             double excluded = n == kp1 ? key_bound(sel[kp].d, row_term, row, scale, rel, slack) : INFINITY;
             const int64_t m = n < kp ? n : kp;
             /* 2. exact distances of the shortlist, sorted by (distance, son row) */
-            const float *qr = q + row * D;
             int64_t nb = 0;
             for (int64_t j = 0; j < m; j++) {
                 int64_t pos = sel[j].i;
@@ -146,16 +175,18 @@ int64_t ignn_refine_window(const void *keys, int key_bf16, int64_t G, int64_t th
                 pair_t p = {sqdist(qr, son + srow * D, D), srow};
                 pair_insert(best, &nb, k, p);
             }
-            /* 3. certified unless an excluded candidate could be nearer or tied */
+            /* 3. certified unless an excluded candidate could be nearer or tied; else rescan the window */
             if (!(round_down(excluded) * (1 - delta) > best[k - 1].d)) {
                 rescans++;
                 const float dk = best[k - 1].d;
+                const float lim = (float)key_limit((double)dk / (1 - delta), row_term, row, scale, rel, slack);
                 nb = 0;
                 for (int64_t y = 0; y < side; y++) {
                     const int64_t p0 = (rs + y) * uc + cs;
+                    load_keys(keys, key_bf16, base + p0, side, kv);
                     for (int64_t x = 0; x < side; x++) {
-                        float v = key_bf16 ? bf16_to_float(kb[base + p0 + x]) : kf[base + p0 + x];
-                        if (!(round_down(key_bound(v, row_term, row, scale, rel, slack)) * (1 - delta) <= dk))
+                        if (!(kv[x] <= lim)) continue;
+                        if (!(round_down(key_bound(kv[x], row_term, row, scale, rel, slack)) * (1 - delta) <= dk))
                             continue;
                         int64_t srow = union_base[g] + (rs + y) * n2 + cs + x;
                         pair_t p = {sqdist(qr, son + srow * D, D), srow};
@@ -170,6 +201,7 @@ int64_t ignn_refine_window(const void *keys, int key_bf16, int64_t G, int64_t th
             }
         }
     }
+    free(qt);
     return rescans;
 }
 
@@ -183,14 +215,26 @@ void ignn_augment_union_bf16(const float *son, int64_t D, int64_t n2, int64_t G,
             for (int64_t x = 0; x < uc; x++) {
                 const float *s = son + (union_base[g] + y * n2 + x) * D;
                 uint16_t *o = out + ((g * ur + y) * uc + x) * W;
-                double acc = 0.0;
-                for (int64_t i = 0; i < D; i++) {
-                    float t = 2.0f * c[i] - 2.0f * s[i]; /* both products exact: one rounding */
+                double lane[LANES];
+                for (int j = 0; j < LANES; j++) lane[j] = 0.0;
+                int64_t i = 0;
+                for (; i + LANES <= D; i += LANES) /* lanes: a vectorisable sum (any order is within the bound) */
+                    for (int j = 0; j < LANES; j++) {
+                        float t = 2.0f * c[i + j] - 2.0f * s[i + j]; /* both products exact: one rounding */
+                        uint16_t h = float_to_bf16(t);
+                        float hf = bf16_to_float(h);
+                        o[i + j] = h;
+                        lane[j] += (double)hf * (double)hf;
+                    }
+                for (int j = 0; i + j < D; j++) {
+                    float t = 2.0f * c[i + j] - 2.0f * s[i + j];
                     uint16_t h = float_to_bf16(t);
                     float hf = bf16_to_float(h);
-                    o[i] = h;
-                    acc += (double)hf * (double)hf;
+                    o[i + j] = h;
+                    lane[j] += (double)hf * (double)hf;
                 }
+                double acc = 0.0;
+                for (int j = 0; j < LANES; j++) acc += lane[j];
                 double norm2 = acc / 4; /* ||S||^2, S = -h/2 */
                 float ns = (float)(norm2 * shrink);
                 uint16_t hs = float_to_bf16(ns);

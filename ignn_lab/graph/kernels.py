@@ -28,7 +28,7 @@ from torch import Tensor
 __all__ = ["load", "status", "refine_window", "sqdist_batch", "augment_union_bf16", "augment_queries_bf16", "sqdist",
            "KP_MAX", "ABI_VERSION"]
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 KP_MAX = 64  # shortlists longer than this use the torch path
 _SOURCE = Path(__file__).with_name("_kernels.c")
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC", "-std=c99"]
@@ -193,7 +193,7 @@ def refine_window(keys: Tensor, rrel: Tensor, crel: Tensor, side: int, q: Tensor
     Args:
         keys: G×R×(ur·uc) float32 lower bounds, or bfloat16 keys with ``bounds``.
         rrel, crel: G×th, G×tw int64 window starts inside each tile's union. side: window side.
-        q: G×R×D float32 queries. son: (B·N)×D float32. n2: son-grid width.
+        q: G×D×R float32 queries (as columns). son: (B·N)×D float32. n2: son-grid width.
         union_base: G int64, son row of each union's corner. k, kp: neighbours, shortlist length.
         delta: relative error bound of the exact distance. dist, idx: (B·M)×k outputs.
         m2: query-grid width. out_base: G int64 output row of each tile's first query.
@@ -202,16 +202,22 @@ def refine_window(keys: Tensor, rrel: Tensor, crel: Tensor, side: int, q: Tensor
 
     Returns:
         Rows that needed the exact rescan.
+
+    Raises:
+        MemoryError: the kernel could not allocate its row buffer.
     """
     lib = load()
     G, R, _ = keys.shape
     th, tw = rrel.shape[1], crel.shape[1]
     row_term, scale, rel, slack = bounds if bounds is not None else (None, 1.0, 0.0, 0.0)
     _check(keys, rrel, crel, q, son, union_base, dist, idx, out_base, son_off)
-    return lib.ignn_refine_window(_ptr(keys), int(keys.dtype == torch.bfloat16), G, th, tw, union[0], union[1],
-                                  _ptr(rrel), _ptr(crel), side, _ptr(row_term), scale, rel, slack, _ptr(q),
-                                  q.shape[-1], _ptr(son), n2, _ptr(union_base), k, kp, delta, _ptr(dist),
-                                  _ptr(idx), m2, _ptr(out_base), _ptr(son_off))
+    rescans = lib.ignn_refine_window(_ptr(keys), int(keys.dtype == torch.bfloat16), G, th, tw, union[0],
+                                     union[1], _ptr(rrel), _ptr(crel), side, _ptr(row_term), scale, rel, slack,
+                                     _ptr(q), q.shape[1], _ptr(son), n2, _ptr(union_base), k, kp, delta,
+                                     _ptr(dist), _ptr(idx), m2, _ptr(out_base), _ptr(son_off))
+    if rescans < 0:
+        raise MemoryError("ignn_refine_window could not allocate its row buffer")
+    return rescans
 
 
 def augment_union_bf16(son: Tensor, n2: int, union: tuple[int, int], union_base: Tensor, centre: Tensor,

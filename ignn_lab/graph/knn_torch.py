@@ -281,7 +281,6 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
         g, band, b, ct = ch.size, ch.band, ch.batch, ch.col_tile  # CPU only
         union_base = b * N + rows.union_starts[band] * n2 + cols.union_starts[ct]
         out_base = b * (m1 * m2) + rows.query_starts[band] * m2 + cols.query_starts[ct]
-        qt = workspace(work, "rows", (g, th * tw, D), q_cols).copy_(q_cols.transpose(1, 2))
         bounds = None
         if mode == "c-bf16":
             cand = workspace(work, "cand_keys", (g, ur * uc, width), keys_like)
@@ -297,7 +296,7 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
         else:
             keys = float32_bounds(ch, q_cols, centre, work)
         rescans[ch_i] = kernels.refine_window(
-            keys, rows.rel[band], cols.rel[ct], side, qt, son_flat, n2, union_base, k, kp, delta, dist, idx, m2,
+            keys, rows.rel[band], cols.rel[ct], side, q_cols, son_flat, n2, union_base, k, kp, delta, dist, idx, m2,
             out_base, b * N, union=(ur, uc), bounds=bounds)
 
     def run_chunks(chunk_ids: list[int]) -> None:

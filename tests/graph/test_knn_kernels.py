@@ -1,0 +1,190 @@
+"""The C kernels of windowed search and the bfloat16 keys (issue 3): same bits as the torch path, exact against
+the float64 brute force, proven bounds, and a clean fallback when the kernels cannot be built."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+import ignn_lab.graph.knn_bf16 as knn_bf16
+import ignn_lab.graph.knn_exact as knn_exact
+import ignn_lab.graph.knn_torch as knn_torch
+from ignn_lab.graph import cross_scale_knn, kernels
+from tests.graph.test_knn import _periodic_son, check_against_brute
+
+HAS_CC = kernels._compiler() is not None and os.environ.get("IGNN_LAB_KERNELS", "1") != "0"
+needs_kernels = pytest.mark.skipif(not HAS_CC, reason="no C compiler (or IGNN_LAB_KERNELS=0)")
+HAS_BF16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="CPU without native bfloat16 dot products")
+
+
+@needs_kernels
+def test_kernels_build_where_a_compiler_exists():
+    assert kernels.load() is not None, kernels.status()
+    assert kernels.status().startswith("C kernels")
+
+
+@needs_kernels
+@pytest.mark.parametrize("dim", [1, 3, 15, 16, 17, 27, 64, 576, 1001])
+def test_kernel_distance_has_the_same_bits_as_the_torch_formula(dim):
+    gen = torch.Generator().manual_seed(dim)
+    for scale in (1e-6, 1e-2, 1.0, 1e3):
+        q = torch.randn(50, dim, generator=gen) * scale
+        s = q + torch.randn(50, dim, generator=gen) * scale * torch.rand(50, 1, generator=gen)
+        torch_bits = knn_exact._lane_sum((q - s).square())
+        kernel_bits = torch.tensor([kernels.sqdist(q[i].contiguous(), s[i].contiguous()) for i in range(50)])
+        assert torch.equal(kernel_bits, torch_bits)
+        exact = ((q.double() - s.double()) ** 2).sum(-1)
+        torch.testing.assert_close(kernel_bits.double(), exact, rtol=1e-6, atol=0)
+
+
+@needs_kernels
+def test_exact_sqdist_with_and_without_kernels_agree_on_broadcast_and_strided_inputs(monkeypatch):
+    gen = torch.Generator().manual_seed(1)
+    q = torch.randn(2, 5, 40, generator=gen)
+    cases = [torch.randn(2, 1, 7, 40, generator=gen),  # broadcast over queries (the reference backend)
+             torch.randn(2, 5, 9, 40, generator=gen)[:, :, ::2],  # strided candidates
+             torch.randn(7, 40, generator=gen)]  # one list for every query
+    for cand in cases:
+        with_kernel = knn_exact.exact_sqdist(q, cand)
+        monkeypatch.setattr(knn_exact, "_use_kernel", lambda *a: False)
+        assert torch.equal(with_kernel, knn_exact.exact_sqdist(q, cand))
+        monkeypatch.undo()
+
+
+def _engines():
+    return ["torch", "c-float32"] + (["c-bf16"] if HAS_BF16 else [])
+
+
+CASES = [
+    # B, C, H, W, g, window, centering, k
+    (2, 8, 45, 62, 2, 8, "corrected", 5),
+    (1, 8, 44, 59, 3, 5, "released", 5),
+    (1, 16, 40, 40, 2, 30, "corrected", 4),  # window larger than the son grid: clipped to it
+    (2, 3, 33, 31, 2, 2, "corrected", 4),  # fewer in-window candidates than the shortlist
+]
+
+
+@needs_kernels
+@pytest.mark.parametrize("engine", _engines())
+@pytest.mark.parametrize("case", CASES)
+def test_every_engine_matches_brute_force(monkeypatch, engine, case):
+    B, C, H, W, g, window, centering, k = case
+    monkeypatch.setattr(knn_torch, "ENGINE", engine)
+    monkeypatch.setattr(knn_bf16, "MIN_DIM", 1)  # bfloat16 keys on these small patches too
+    gen = torch.Generator().manual_seed(H * W + C)
+    query = torch.randn(B, C, H, W, generator=gen) + 3  # an offset: centring matters
+    son = torch.randn(B, C, -(-H // g), -(-W // g), generator=gen) + 3
+    res = cross_scale_knn(query, son, k=k, window=window, graph_scale=g, centering=centering, backend="torch")
+    if window < min(res.son_grid):
+        assert knn_torch.LAST_SEARCH["mode"] == engine
+    check_against_brute(res, query, son, k=k, window=window, graph_scale=g, centering=centering)
+
+
+@needs_kernels
+@pytest.mark.parametrize("engine", _engines())
+def test_rescan_inside_the_kernel_is_exercised_and_exact_with_ties(monkeypatch, engine):
+    """No shortlist margin and a periodic son (exact ties): many rows are not certified and get rescanned."""
+    monkeypatch.setattr(knn_torch, "ENGINE", engine)
+    monkeypatch.setattr(knn_bf16, "MIN_DIM", 1)
+    monkeypatch.setattr(knn_exact, "SHORTLIST_EXTRA", 0)
+    monkeypatch.setattr(knn_bf16, "SHORTLIST_EXTRA_BF16", 0)
+    gen = torch.Generator().manual_seed(9)
+    query = torch.randn(1, 3, 30, 30, generator=gen)
+    son = _periodic_son(1, 3, 15, 15, 4, gen)
+    res = cross_scale_knn(query, son, k=3, window=5, graph_scale=2, backend="torch")
+    assert knn_torch.LAST_SEARCH["mode"] == engine
+    if engine != "torch":
+        assert knn_torch.LAST_SEARCH["rescans"] > 0
+    check_against_brute(res, query, son, k=3, window=5, graph_scale=2, exact_ties=True)
+
+
+@needs_kernels
+@pytest.mark.parametrize("engine", _engines())
+def test_zero_features_tie_at_distance_zero_in_every_engine(monkeypatch, engine):
+    monkeypatch.setattr(knn_torch, "ENGINE", engine)
+    monkeypatch.setattr(knn_bf16, "MIN_DIM", 1)
+    gen = torch.Generator().manual_seed(4)
+    query = torch.relu(torch.randn(1, 8, 32, 32, generator=gen) - 1.5)
+    son = torch.relu(torch.randn(1, 8, 16, 16, generator=gen) - 1.5)
+    query[..., :12, :12] = 0
+    son[..., :8, :8] = 0
+    res = cross_scale_knn(query, son, k=5, window=6, graph_scale=2, backend="torch")
+    check_against_brute(res, query, son, k=5, window=6, graph_scale=2, exact_ties=True)
+    assert bool((res.distance[0, 0] == 0).all())
+
+
+def _key_bounds(q_cols: torch.Tensor, son: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower bounds from bfloat16 keys (kernel rows, GEMM, knn_bf16's map) and float64 distances, queries ×
+    son rows (the whole son as one union)."""
+    _, D, R = q_cols.shape
+    n = son.shape[0]
+    width = knn_bf16.key_width(D)
+    gamma = knn_bf16.bf16_gamma(D, width)
+    centre = q_cols.mean(2)
+    cand = torch.empty(1, n, width, dtype=torch.bfloat16)
+    kernels.augment_union_bf16(son, n, (1, n), torch.zeros(1, dtype=torch.int64), centre, 1 - gamma,
+                               knn_bf16.C1, knn_bf16.UP, cand)
+    q_aug = torch.empty(1, R, width, dtype=torch.bfloat16)
+    row_term = torch.empty(1, R, dtype=torch.float64)
+    kernels.augment_queries_bf16(q_cols, centre, 1 - gamma, knn_bf16.C1, knn_bf16.UP, knn_bf16.KAPPA_UP,
+                                 knn_bf16.T_SPLIT, q_aug, row_term)
+    keys = torch.bmm(q_aug, cand.transpose(1, 2)).double()[0]
+    amax = max(float(q_cols.abs().max()), float(son.abs().max()))
+    _, scale, rel, slack = knn_bf16.bound_map(row_term, amax, width)
+    low = scale * (keys - rel * keys.abs()) - row_term[0, :, None] - slack
+    exact = ((q_cols[0].T.double()[:, None, :] - son.double()[None]) ** 2).sum(-1)
+    return low, exact
+
+
+@needs_kernels
+@needs_bf16
+@pytest.mark.parametrize("offset,spread", [(0.0, 1.0), (50.0, 1.0), (0.0, 1e-3), (1e4, 10.0), (0.0, 1e-20)])
+def test_bfloat16_key_bounds_never_exceed_the_true_distance(offset, spread):
+    """The derivation of knn_bf16, checked entry by entry: every key's lower bound ≤ the float64 distance."""
+    gen = torch.Generator().manual_seed(int(offset) + 7)
+    D, R = 96, 24
+    q_cols = (offset + spread * torch.randn(1, D, R, generator=gen)).contiguous()
+    son = offset + spread * torch.randn(99, D, generator=gen)
+    son[:5] = q_cols[0, :, :5].T  # exact duplicates: distance 0
+    for i, rel in enumerate((3e-3, 1e-2, 3e-2, 0.1, 0.3)):  # near duplicates, bfloat16's resolution and above
+        son[5 + 10 * i: 15 + 10 * i] = q_cols[0, :, :10].T * (1 + rel * torch.randn(10, D, generator=gen))
+    low, exact = _key_bounds(q_cols, son)
+    assert bool((low <= exact).all()), float((low - exact).max())
+    # the bound is useful, not vacuous: most candidates are excluded by it at the nearest distance
+    if spread >= 1e-3 and offset < 1e3:
+        nearest = exact.min(1, keepdim=True).values
+        assert float((low > nearest).float().mean()) > 0.5
+
+
+@needs_kernels
+@needs_bf16
+def test_bfloat16_key_bounds_hold_against_adversarial_rounding():
+    """Every coordinate of q rounds up and of s rounds down by almost half a bfloat16 step, so ‖Q − S‖² exceeds
+    the true distance by 20 %: without the rounding margins (C1) the bound would be wrong here."""
+    D, step = 96, 2.0 ** -7  # bfloat16 spacing in [1, 2)
+    q = torch.full((D,), 1.5 - 0.49 * step)
+    s = torch.full((D,), 1.5 - 11 * step + 0.49 * step)
+    q_cols = torch.stack([q, -q], 1).unsqueeze(0).contiguous()  # centre exactly 0: q − c = q
+    low, exact = _key_bounds(q_cols, torch.stack([s, -s, q + 0.3]))
+    assert float((q.bfloat16().double() - s.bfloat16().double()).square().sum()) > 1.15 * float(exact[0, 0])
+    assert bool((low <= exact).all()), float((low - exact).max())
+
+
+def test_kernels_can_be_switched_off_and_a_failed_build_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setattr(kernels, "_STATE", {})
+    monkeypatch.setenv("IGNN_LAB_KERNELS", "0")
+    assert kernels.load() is None and "IGNN_LAB_KERNELS=0" in kernels.status()
+    monkeypatch.setattr(kernels, "_STATE", {})
+    monkeypatch.delenv("IGNN_LAB_KERNELS")
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    monkeypatch.setenv("IGNN_LAB_CACHE", str(tmp_path))
+    assert kernels.load() is None and "build failed" in kernels.status()
+    assert not list(tmp_path.glob("*.so"))  # nothing half-written left behind
+    gen = torch.Generator().manual_seed(3)
+    query, son = torch.randn(1, 4, 40, 36, generator=gen), torch.randn(1, 4, 20, 18, generator=gen)
+    res = cross_scale_knn(query, son, k=4, window=6, backend="torch")
+    assert knn_torch.LAST_SEARCH["mode"] == "torch"
+    check_against_brute(res, query, son, k=4, window=6, graph_scale=2)
