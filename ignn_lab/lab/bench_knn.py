@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ignn_lab.data.io import atomic_write_bytes
-from ignn_lab.graph import cross_scale_knn
+from ignn_lab.graph import cross_scale_knn, kernels, knn_torch
 from ignn_lab.graph.patches import im2patch
 from ignn_lab.graph.window import effective_window, window_table
 from ignn_lab.lab._machine import machine_info, proc_status_mb
@@ -39,6 +39,8 @@ __all__ = ["run", "naive_knn", "to_markdown", "measure_memory", "Case", "CASES",
 K = 5
 WINDOW = 30
 SLOW_S = 5.0  # a first run slower than this is not repeated
+#: Pseudo-backend of windowed rows: ``torch`` with the C kernels switched off (the engine before them).
+PURE = "torch-pure"
 REFERENCE_MAX_WORK = 3e8  # elements (queries × candidates × D) above which the reference backend is skipped
 EMBEDDINGS = {"pixel": 27, "vgg-random": 576}  # embedding -> patch dimension
 SPEED_CASE = ("urban-x2", "vgg-random")  # the speed target's shape: 576-d, k 5, window 30, LR 384×512
@@ -192,6 +194,14 @@ def _machine() -> dict:
 def _search(backend: str, query: Tensor, son: Tensor, window: int | None, g: int):
     if backend == "naive":
         return lambda: naive_knn(query, son, window=window, graph_scale=g)
+    if backend == PURE:
+        def pure():
+            engine, knn_torch.ENGINE = knn_torch.ENGINE, "torch"
+            try:
+                return cross_scale_knn(query, son, k=K, window=window, graph_scale=g, backend="torch")
+            finally:
+                knn_torch.ENGINE = engine
+        return pure
     return lambda: cross_scale_knn(query, son, k=K, window=window, graph_scale=g, backend=backend)
 
 
@@ -199,6 +209,8 @@ def _backends(query: Tensor, son: Tensor, window: int | None) -> list[str]:
     from ignn_lab._optional import available
 
     names = ["naive", "torch"] + (["faiss"] if available("faiss") else []) + ["auto"]
+    if window is not None and query.device.type == "cpu" and kernels.load() is not None:
+        names.insert(2, PURE)  # the torch backend without the C kernels: the previous engine, same run
     qv = (query.shape[2] // 2) * (query.shape[3] // 2)
     sv = (son.shape[2] // 2) * (son.shape[3] // 2)
     cand = sv if window is None or effective_window(window, (son.shape[2] // 2, son.shape[3] // 2)) is None \
@@ -219,7 +231,10 @@ def _bench_config(case: Case, embedding: str, window: int | None, repeats: int,
     fns = {b: _search(b, query, son, window, g) for b in backends}
     results, first = {}, {}
     for b in backends:  # a first (warm-up) call each; its result is the one checked and recorded
+        knn_torch.LAST_SEARCH.clear()
         first[b], results[b] = _timed(fns[b])
+        if b == "torch" and knn_torch.LAST_SEARCH:  # a windowed search ran: which engine, and its rescans
+            row["torch_engine"] = dict(knn_torch.LAST_SEARCH)
     # Then `repeats` rounds that time every backend once, in rotating order, so that drift in the machine's
     # speed (large on a shared VM) hits all backends alike; a backend whose first call exceeded SLOW_S is not
     # repeated and reports that call.
@@ -242,6 +257,9 @@ def _bench_config(case: Case, embedding: str, window: int | None, repeats: int,
     naive_t = row["times"]["naive"]["median_s"]
     row["speedup_vs_naive"] = {b: round(naive_t / t["median_s"], 3) for b, t in row["times"].items()
                                if b != "naive"}
+    if PURE in results:  # the engines must agree bit for bit
+        row["pure_torch_identical"] = bool(torch.equal(results[PURE].index, results["torch"].index)
+                                           and torch.equal(results[PURE].distance, results["torch"].distance))
     naive_idx = results["naive"][1]
     row["naive_index_agreement"] = round(float((results["torch"].index == naive_idx).float().mean()), 6)
     return row
@@ -324,7 +342,7 @@ def _plot(result: dict, png: Path) -> None:
     from matplotlib.figure import Figure
 
     rows = result["configs"]
-    backends = ["naive", "reference", "torch", "faiss", "auto"]
+    backends = ["naive", "reference", PURE, "torch", "faiss", "auto"]
     fig = Figure(figsize=(max(8, 0.9 * len(rows)), 4.8))
     ax = fig.add_subplot()
     width = 0.8 / len(backends)
@@ -373,6 +391,7 @@ def run(json_path: str | os.PathLike, *, quick: bool = False, data_root: str | N
     machine = _machine()
     machine["loadavg_before"] = machine.pop("loadavg")
     machine["gemm_gflops_before"] = round(_gemm_gflops(), 1)
+    machine["knn_kernels"] = kernels.status()
     t0 = time.perf_counter()
     rows = [_bench_config(c, e, w, repeats, data_root) for c in cases_run for e in embs
             for w in (WINDOW, None)]
@@ -398,11 +417,14 @@ def to_markdown(result: dict) -> str:
     lines = [f"{m.get('cpu')}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads; load "
              f"{m['loadavg_before'][0]:.1f} → {m['loadavg_after'][0]:.1f}; GEMM calibration "
              f"{m['gemm_gflops_before']} → {m['gemm_gflops_after']} GFLOP/s", "",
-             "| case | LR (B×H×W) | D | window | naive s | torch s | faiss s | auto s (picks) "
-             "| auto vs naive |", "|---|---|---|---|---|---|---|---|---|"]
+             f"Windowed engine: {m.get('knn_kernels', 'n/a')}", "",
+             "| case | LR (B×H×W) | D | window | naive s | torch without C s | torch s (engine) | faiss s "
+             "| auto s (picks) | auto vs naive |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["configs"]:
         t = {b: v["median_s"] for b, v in r["times"].items()}
-        cell = [f"{t[b]:.3f}" if b in t else "–" for b in ("naive", "torch", "faiss")]
+        cell = [f"{t[b]:.3f}" if b in t else "–" for b in ("naive", PURE, "torch", "faiss")]
+        if "torch_engine" in r:
+            cell[2] += f" ({r['torch_engine'].get('mode')})"
         lines.append(f"| {r['case']} | {r['batch']}×{r['lr_hw'][0]}×{r['lr_hw'][1]} | {r['dim']} | "
                      f"{r['window'] or 'global'} | {' | '.join(cell)} | {t['auto']:.3f} "
                      f"({r['auto_picked']}) | {r['speedup_vs_naive']['auto']:.1f}× |")
