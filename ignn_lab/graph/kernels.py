@@ -31,7 +31,8 @@ __all__ = ["load", "status", "refine_window", "sqdist_batch", "augment_union_bf1
 ABI_VERSION = 2
 KP_MAX = 64  # shortlists longer than this use the torch path
 _SOURCE = Path(__file__).with_name("_kernels.c")
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC", "-std=c99"]
+_FLAGS = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC", "-std=c99"]
+_NATIVE = "-march=native"  # dropped if the compiler refuses it (some clang builds)
 _LOCK = threading.Lock()
 _STATE: dict = {}
 
@@ -78,7 +79,7 @@ def _compiler() -> str | None:
 def _build(cc: str) -> Path:
     """Compile ``_kernels.c`` into the cache (atomically: a temporary file, then a rename)."""
     source = _SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join([cc] + _FLAGS).encode() + _cpu_key().encode()).hexdigest()[:16]
+    key = hashlib.sha256(source + " ".join([cc, _NATIVE, *_FLAGS]).encode() + _cpu_key().encode()).hexdigest()[:16]
     out = _cache_dir() / f"kernels-{key}{'.dll' if os.name == 'nt' else '.so'}"
     if out.exists():
         return out
@@ -86,9 +87,12 @@ def _build(cc: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".kernels-", suffix=".so")
     os.close(fd)
     try:
-        cmd = [cc, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if done.returncode:
+        for flags in ([_NATIVE, *_FLAGS], _FLAGS):
+            cmd = [cc, *flags, str(_SOURCE), "-o", tmp, "-lm"]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if not done.returncode:
+                break
+        else:
             raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")
         os.replace(tmp, out)
     finally:
