@@ -258,8 +258,8 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
             parts.append(band_queries(band_i, cache)[lo:hi])
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def float32_bounds(ch: TileChunk, q_cols: Tensor, centre: Tensor, work: dict) -> Tensor:
-        """g×R×Nc float32 lower bounds of the chunk's tiles against their unions (no window mask)."""
+    def union_bounds(ch: TileChunk, q_cols: Tensor, centre: Tensor, work: dict) -> Tensor:
+        """g×R×Nc lower bounds (input dtype) of the chunk's tiles against their unions, no window mask."""
         g, band, b, ct = ch.size, ch.band.to(dev), ch.batch.to(dev), ch.col_tile.to(dev)
         cand_aug = workspace(work, "cand_aug", (g, ur * uc, D + 2), query)
         if len(ch.runs) <= RUNS_AS_VIEWS:  # the unions, read straight from the son grid
@@ -294,7 +294,7 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
                                                                        keys_like))
             bounds = knn_bf16.bound_map(row_term, amax, width)
         else:
-            keys = float32_bounds(ch, q_cols, centre, work)
+            keys = union_bounds(ch, q_cols, centre, work)
         rescans[ch_i] = kernels.refine_window(
             keys, rows.rel[band], cols.rel[ct], side, q_cols, son_flat, n2, union_base, k, kp, delta, dist, idx, m2,
             out_base, b * N, union=(ur, uc), bounds=bounds)
@@ -310,7 +310,7 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
                 run_kernel(ch_i, ch, q_cols, centre, work)
                 continue
             g, band, b, ct = ch.size, ch.band.to(dev), ch.batch.to(dev), ch.col_tile.to(dev)
-            bound = float32_bounds(ch, q_cols, centre, work)
+            bound = union_bounds(ch, q_cols, centre, work)
             # candidates outside a query's window: +inf (two broadcast adds; faster than building a mask)
             grid = bound.view(g, th, tw, ur, uc)
             grid.add_(rows.penalty[band][:, :, None, :, None]).add_(cols.penalty[ct][:, None, :, None, :])
