@@ -17,7 +17,7 @@
 #define LANES 16
 #define KP_MAX 64
 
-int ignn_abi_version(void) { return 2; }
+int ignn_abi_version(void) { return 3; }
 
 static float sqdist(const float *q, const float *s, int64_t D) {
     double acc[LANES];
@@ -102,14 +102,15 @@ static inline double key_bound(double v, const double *row_term, int64_t row, do
 /*
  * One chunk of G query tiles (th x tw queries each, R = th*tw), each against the ur x uc union of its windows.
  *   keys: G x R x (ur*uc), float32 (key_bf16 = 0) or bfloat16 bits (key_bf16 = 1); smaller is nearer.
- *   rrel, crel: G x th and G x tw, window start of each tile row / column inside the union; side: window side.
+ *   rrel, crel: G x th and G x tw, window start of each tile row / column inside the union; side_r x side_c: the
+ *   window (rows x columns; the whole son grid for a global search).
  *   row_term, scale, rel, slack: the key -> lower-bound map (row_term NULL: keys are lower bounds already).
  *   q: G x D x R queries (as columns); son: son patch rows (D floats each); union_base[g]: son row of union cell (0, 0);
  *   n2: son-grid width (son rows per union row step).
  *   Output row of query (a, b) of tile g: out_base[g] + a*m2 + b; idx written as son row - son_off[g].
  * Returns the number of rows that needed the exact rescan.
  */
-/* Keys [p0, p0 + n) as floats (n <= the window side). */
+/* Keys [p0, p0 + n) as floats (n <= the window width). */
 static inline void load_keys(const void *keys, int key_bf16, int64_t p0, int64_t n, float *out) {
     if (key_bf16) {
         const uint16_t *kb = (const uint16_t *)keys + p0;
@@ -129,7 +130,7 @@ static double key_limit(double limit, const double *row_term, int64_t row, doubl
 }
 
 int64_t ignn_refine_window(const void *keys, int key_bf16, int64_t G, int64_t th, int64_t tw, int64_t ur,
-                           int64_t uc, const int64_t *rrel, const int64_t *crel, int64_t side,
+                           int64_t uc, const int64_t *rrel, const int64_t *crel, int64_t side_r, int64_t side_c,
                            const double *row_term, double scale, double rel, double slack, const float *q,
                            int64_t D, const float *son, int64_t n2, const int64_t *union_base, int64_t k,
                            int64_t kp, double delta, float *dist, int64_t *idx, int64_t m2,
@@ -137,7 +138,7 @@ int64_t ignn_refine_window(const void *keys, int key_bf16, int64_t G, int64_t th
     const int64_t R = th * tw, NC = ur * uc, kp1 = kp + 1;
     int64_t rescans = 0;
     pair_t sel[KP_MAX + 1], best[KP_MAX + 1];
-    float *qt = malloc((size_t)(R * D + side) * sizeof(float));
+    float *qt = malloc((size_t)(R * D + side_c) * sizeof(float));
     if (!qt) return -1;
     float *kv = qt + R * D;
     for (int64_t g = 0; g < G; g++) {
@@ -150,16 +151,16 @@ int64_t ignn_refine_window(const void *keys, int key_bf16, int64_t G, int64_t th
             const int64_t base = row * NC;
             /* 1. the kp + 1 smallest keys in the window (ties: lower union position) */
             int64_t n = 0;
-            for (int64_t y = 0; y < side; y++) {
+            for (int64_t y = 0; y < side_r; y++) {
                 const int64_t p0 = (rs + y) * uc + cs;
-                load_keys(keys, key_bf16, base + p0, side, kv);
+                load_keys(keys, key_bf16, base + p0, side_c, kv);
                 if (n == kp1) { /* most rows of keys hold nothing below the current (kp+1)-th: count first */
                     const float worst = sel[kp].d;
                     int below = 0;
-                    for (int64_t x = 0; x < side; x++) below += kv[x] < worst;
+                    for (int64_t x = 0; x < side_c; x++) below += kv[x] < worst;
                     if (!below) continue;
                 }
-                for (int64_t x = 0; x < side; x++) {
+                for (int64_t x = 0; x < side_c; x++) {
                     if (n == kp1 && !(kv[x] < sel[kp].d)) continue;
                     pair_t p = {kv[x], p0 + x};
                     pair_insert(sel, &n, kp1, p);
@@ -181,10 +182,10 @@ int64_t ignn_refine_window(const void *keys, int key_bf16, int64_t G, int64_t th
                 const float dk = best[k - 1].d;
                 const float lim = (float)key_limit((double)dk / (1 - delta), row_term, row, scale, rel, slack);
                 nb = 0;
-                for (int64_t y = 0; y < side; y++) {
+                for (int64_t y = 0; y < side_r; y++) {
                     const int64_t p0 = (rs + y) * uc + cs;
-                    load_keys(keys, key_bf16, base + p0, side, kv);
-                    for (int64_t x = 0; x < side; x++) {
+                    load_keys(keys, key_bf16, base + p0, side_c, kv);
+                    for (int64_t x = 0; x < side_c; x++) {
                         if (!(kv[x] <= lim)) continue;
                         if (!(round_down(key_bound(kv[x], row_term, row, scale, rel, slack)) * (1 - delta) <= dk))
                             continue;

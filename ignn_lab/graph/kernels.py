@@ -28,7 +28,7 @@ from torch import Tensor
 __all__ = ["load", "status", "refine_window", "sqdist_batch", "augment_union_bf16", "augment_queries_bf16", "sqdist",
            "KP_MAX", "ABI_VERSION"]
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 KP_MAX = 64  # shortlists longer than this use the torch path
 _SOURCE = Path(__file__).with_name("_kernels.c")
 _FLAGS = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC", "-std=c99"]
@@ -41,7 +41,7 @@ _SIGNATURES = {
     "ignn_abi_version": ([], ctypes.c_int),
     "ignn_sqdist": ([_P, _P, _I64], ctypes.c_float),
     "ignn_sqdist_batch": ([_P, _I64, _I64, _P, _I64, _I64, _I64, _I64, _I64, _P], None),
-    "ignn_refine_window": ([_P, _I32, _I64, _I64, _I64, _I64, _I64, _P, _P, _I64, _P, _F64, _F64, _F64, _P,
+    "ignn_refine_window": ([_P, _I32, _I64, _I64, _I64, _I64, _I64, _P, _P, _I64, _I64, _P, _F64, _F64, _F64, _P,
                             _I64, _P, _I64, _P, _I64, _I64, _F64, _P, _P, _I64, _P, _P], _I64),
     "ignn_augment_union_bf16": ([_P, _I64, _I64, _I64, _I64, _I64, _P, _P, _F64, _F64, _F64, _P, _I64], None),
     "ignn_augment_queries_bf16": ([_P, _I64, _I64, _I64, _P, _F64, _F64, _F64, _F64, _F64, _P, _I64, _P],
@@ -188,7 +188,7 @@ def sqdist_batch(q: Tensor, cand: Tensor) -> Tensor:
     return out
 
 
-def refine_window(keys: Tensor, rrel: Tensor, crel: Tensor, side: int, q: Tensor, son: Tensor, n2: int,
+def refine_window(keys: Tensor, rrel: Tensor, crel: Tensor, side: tuple[int, int], q: Tensor, son: Tensor, n2: int,
                   union_base: Tensor, k: int, kp: int, delta: float, dist: Tensor, idx: Tensor, m2: int,
                   out_base: Tensor, son_off: Tensor, *, union: tuple[int, int],
                   bounds: tuple[Tensor, float, float, float] | None = None) -> int:
@@ -196,7 +196,7 @@ def refine_window(keys: Tensor, rrel: Tensor, crel: Tensor, side: int, q: Tensor
 
     Args:
         keys: G×R×(ur·uc) float32 lower bounds, or bfloat16 keys with ``bounds``.
-        rrel, crel: G×th, G×tw int64 window starts inside each tile's union. side: window side.
+        rrel, crel: G×th, G×tw int64 window starts inside each tile's union. side: window (rows, cols).
         q: G×D×R float32 queries (as columns). son: (B·N)×D float32. n2: son-grid width.
         union_base: G int64, son row of each union's corner. k, kp: neighbours, shortlist length.
         delta: relative error bound of the exact distance. dist, idx: (B·M)×k outputs.
@@ -216,7 +216,7 @@ def refine_window(keys: Tensor, rrel: Tensor, crel: Tensor, side: int, q: Tensor
     row_term, scale, rel, slack = bounds if bounds is not None else (None, 1.0, 0.0, 0.0)
     _check(keys, rrel, crel, q, son, union_base, dist, idx, out_base, son_off)
     rescans = lib.ignn_refine_window(_ptr(keys), int(keys.dtype == torch.bfloat16), G, th, tw, union[0],
-                                     union[1], _ptr(rrel), _ptr(crel), side, _ptr(row_term), scale, rel, slack,
+                                     union[1], _ptr(rrel), _ptr(crel), side[0], side[1], _ptr(row_term), scale, rel, slack,
                                      _ptr(q), q.shape[1], _ptr(son), n2, _ptr(union_base), k, kp, delta,
                                      _ptr(dist), _ptr(idx), m2, _ptr(out_base), _ptr(son_off))
     if rescans < 0:

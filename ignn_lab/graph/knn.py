@@ -5,9 +5,10 @@
 * ``reference``: explicit differences against every candidate; slow and obviously correct.
 * ``torch``: tiled GEMM shortlists + exact re-ranking (:mod:`~ignn_lab.graph.knn_torch`), CPU and CUDA.
 * ``faiss``: faiss shortlists + the same re-ranking (:mod:`~ignn_lab.graph.knn_faiss`); optional dependency.
-* ``auto``: ``torch`` for windowed search; for whole-image search ``faiss`` when it imports and the work per
-  image (queries × son patches × D) reaches :data:`AUTO_FAISS_MIN_WORK` (measured crossover,
-  ``docs/graph.md``), else ``torch``. On a GPU, ``faiss`` only with a faiss-gpu build.
+* ``auto``: ``torch`` for windowed search; for whole-image search on CPU ``torch`` when its C kernels are built
+  (:mod:`~ignn_lab.graph.kernels`; measured faster than faiss at every benchmark shape), otherwise ``faiss``
+  when it imports and the work per image (queries × son patches × D) reaches :data:`AUTO_FAISS_MIN_WORK`
+  (measured crossover, ``docs/graph.md``), else ``torch``. On a GPU, ``faiss`` only with a faiss-gpu build.
 
 Distances are squared L2 between patch vectors, computed as ``Σ (q − s)²`` by the same function in every
 backend (:func:`~ignn_lab.graph.knn_exact.exact_sqdist`), so the backends agree bit for bit. Ties go to the
@@ -110,7 +111,7 @@ def knn_reference(q: Tensor, s: Tensor, k: int, table: Tensor | None,
 
 
 def resolve_backend(backend: str, *, windowed: bool, device: torch.device, work: int,
-                    dim: int | None = None) -> tuple[str, str]:
+                    dim: int | None = None, dtype: torch.dtype | None = None) -> tuple[str, str]:
     """The backend that runs for a request, and a note saying why (empty for an explicit choice).
 
     Args:
@@ -119,6 +120,7 @@ def resolve_backend(backend: str, *, windowed: bool, device: torch.device, work:
         device: the tensors' device.
         work: queries × candidates × D per image (M·N·D for a global search).
         dim: D, the patch-vector length (None: not considered).
+        dtype: the tensors' dtype (None: float32 assumed).
 
     Raises:
         ValueError: unknown backend.
@@ -129,6 +131,11 @@ def resolve_backend(backend: str, *, windowed: bool, device: torch.device, work:
         return backend, ""
     if windowed:
         return "torch", "windowed search: tiled torch GEMM is fastest"
+    if device.type == "cpu" and dtype in (None, torch.float32):
+        from ignn_lab.graph import kernels
+
+        if kernels.load() is not None:
+            return "torch", "whole-image search on CPU: torch with the C kernels is faster than faiss"
     from ignn_lab.graph.knn_faiss import faiss_available, faiss_has_gpu, load_faiss
 
     if not faiss_available():
@@ -233,6 +240,7 @@ def cross_scale_knn(
         raise ValueError(f"k={k} must be between 1 and the number of candidates ({n_cand})")
     work = qgrid[0] * qgrid[1] * n_cand * query.shape[1] * patch_size * patch_size
     name, note = resolve_backend(backend, windowed=side is not None, device=query.device, work=work,
+                                 dtype=torch.float64 if query.dtype == torch.float64 else torch.float32,
                                  dim=query.shape[1] * patch_size * patch_size)
     compute = torch.float64 if query.dtype == torch.float64 else torch.float32
     q, s = query.to(compute), son.to(compute)
@@ -265,7 +273,8 @@ def _run_fast(name: str, q: Tensor, s: Tensor, sgrid: tuple[int, int], k: int, p
         from ignn_lab.graph import knn_torch as impl
     sv = im2patch_rows(s, 0, sgrid[0], patch_size, stride)  # B×N×D, contiguous
     if side is None:
-        return impl.global_search(q, sv, k, patch_size=patch_size, stride=stride)
+        extra = {"son_grid": sgrid} if name == "torch" else {}
+        return impl.global_search(q, sv, k, patch_size=patch_size, stride=stride, **extra)
     kwargs = {"tile": tile} if name == "torch" else {}
     return impl.windowed_search(q, sv, sgrid, side, graph_scale, k, centering=centering,
                                 patch_size=patch_size, stride=stride, **kwargs)

@@ -197,7 +197,8 @@ def _windowed_mode(query: Tensor, son: Tensor, k: int, n_cand: int) -> tuple[str
     return "torch", None, shortlist_size(k, n_cand)
 
 
-def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side: int, graph_scale: int,
+def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side: int | tuple[int, int],
+                    graph_scale: int,
                     k: int, *, centering: Centering = "corrected", patch_size: int = 3, stride: int = 2,
                     tile: int | tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
     """Exact kNN of every query patch within its square window of son patches.
@@ -205,8 +206,9 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
     Args:
         query: B×C×H×W query embedding, float32 or float64 (patches are cut band by band).
         son: B×N×D son patch vectors (``im2patch`` layout, N = n1·n2), contiguous, same dtype and device.
-        son_grid: (n1, n2). side: window side, 1 ≤ side ≤ min(n1, n2). graph_scale: g.
-        k: neighbours, 1 ≤ k ≤ side².
+        son_grid: (n1, n2). side: window side, 1 ≤ side ≤ min(n1, n2); or (rows, cols), e.g. (n1, n2) for a
+            whole-image search (then ``tile`` is needed). graph_scale: g.
+        k: neighbours, 1 ≤ k ≤ window size.
         tile: query-tile side, or (rows, cols); default :func:`~ignn_lab.graph.knn_tiles.choose_tile`.
 
     Returns:
@@ -218,11 +220,14 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
     dev, dtype = query.device, query.dtype
     if tile is None:
         workers = torch.get_num_threads() if dev.type == "cpu" else 1
+        if not isinstance(side, int):
+            raise ValueError("a rectangular window needs an explicit tile")
         tile = choose_tile((m1, m2), son_grid, side, graph_scale, D, centering=centering, workers=workers)
     th, tw = (tile, tile) if isinstance(tile, int) else tile
+    sr, sc = (side, side) if isinstance(side, int) else side
     gamma, delta = gemm_gamma(D, dtype), recompute_delta(D, dtype)
-    rows = AxisTiles(window_starts(m1, n1, side, graph_scale, centering, dev), n1, min(th, m1), side, dtype)
-    cols = AxisTiles(window_starts(m2, n2, side, graph_scale, centering, dev), n2, min(tw, m2), side, dtype)
+    rows = AxisTiles(window_starts(m1, n1, sr, graph_scale, centering, dev), n1, min(th, m1), sr, dtype)
+    cols = AxisTiles(window_starts(m2, n2, sc, graph_scale, centering, dev), n2, min(tw, m2), sc, dtype)
     th, tw, ur, uc = rows.size, cols.size, rows.union, cols.union
     mode, amax, kp = _windowed_mode(query, son, k, ur * uc)
     heap = mode == "torch" and HEAP_SELECT and ur * uc <= HEAP_MAX_CANDIDATES and heap_select_ok(query, son)
@@ -296,7 +301,7 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
         else:
             keys = union_bounds(ch, q_cols, centre, work)
         rescans[ch_i] = kernels.refine_window(
-            keys, rows.rel[band], cols.rel[ct], side, q_cols, son_flat, n2, union_base, k, kp, delta, dist, idx, m2,
+            keys, rows.rel[band], cols.rel[ct], (sr, sc), q_cols, son_flat, n2, union_base, k, kp, delta, dist, idx, m2,
             out_base, b * N, union=(ur, uc), bounds=bounds)
 
     def run_chunks(chunk_ids: list[int]) -> None:
@@ -329,14 +334,37 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
     return dist.view(B, m1 * m2, k), idx.view(B, m1 * m2, k)
 
 
-def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3,
-                  stride: int = 2) -> tuple[Tensor, Tensor]:
+#: Whole-image searches on CPU run as a "window" covering the son grid through the C kernels (tiles of queries ×
+#: all son patches, no union waste) when D ≥ this or the work B·M·N·D reaches GLOBAL_KERNEL_MIN_WORK; measured
+#: on the benchmark's shapes: Urban100 ×2 576-d 2.4 s (faiss 6.3–7.3 s, the band path 7.4 s), 27-d 0.75–0.85 s
+#: (band path 0.95 s), ×2 training batch 576-d 0.04–0.05 s (band path 0.07 s); but 27-d training batch 0.017 s
+#: against the band path's 0.010 s.
+GLOBAL_KERNEL_MIN_DIM = 64
+GLOBAL_KERNEL_MIN_WORK = 1 << 30
+#: Query tile of that route, shrunk until a tile's key matrix (tile × N) has at most GLOBAL_TILE_ELEMS entries.
+GLOBAL_TILE = (24, 32)
+GLOBAL_TILE_ELEMS = 1 << 23
+
+
+def _global_tile(m1: int, m2: int, n: int) -> tuple[int, int]:
+    th, tw = min(GLOBAL_TILE[0], m1), min(GLOBAL_TILE[1], m2)
+    while th * tw * n > GLOBAL_TILE_ELEMS and th * tw > 1:
+        if th >= tw:
+            th = max(1, th // 2)
+        else:
+            tw = max(1, tw // 2)
+    return th, tw
+
+
+def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3, stride: int = 2,
+                  son_grid: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
     """Exact kNN of every query patch among all son patches.
 
     Args:
         query: B×C×H×W query embedding, float32 or float64.
         son: B×N×D son patch vectors, contiguous, same dtype and device.
         k: neighbours, 1 ≤ k ≤ N.
+        son_grid: (n1, n2), enables the C-kernel route on CPU (:data:`GLOBAL_KERNEL_MIN_DIM`).
 
     Returns:
         dist: B×M×k ascending. idx: B×M×k int64 son indices (ties: lower index first).
@@ -344,6 +372,11 @@ def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3,
     B, _, H, W = query.shape
     m1, m2 = grid_size(H, patch_size, stride), grid_size(W, patch_size, stride)
     N, D = son.shape[1], son.shape[2]
+    if (son_grid is not None and _windowed_mode(query, son, k, N)[0] != "torch"
+            and (D >= GLOBAL_KERNEL_MIN_DIM or B * m1 * m2 * N * D >= GLOBAL_KERNEL_MIN_WORK)):
+        return windowed_search(query, son, son_grid, son_grid, 1, k, patch_size=patch_size, stride=stride,
+                               tile=_global_tile(m1, m2, N))
+    LAST_SEARCH.clear()
     gamma, delta = gemm_gamma(D, query.dtype), recompute_delta(D, query.dtype)
     heap = HEAP_SELECT and N <= HEAP_MAX_CANDIDATES and heap_select_ok(query, son)
     # a band's bound matrix stays within GLOBAL_BLOCK_ELEMS; its shortlist (kp·D per query) within CHUNK_ELEMS or

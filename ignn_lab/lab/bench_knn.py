@@ -39,7 +39,7 @@ __all__ = ["run", "naive_knn", "to_markdown", "measure_memory", "Case", "CASES",
 K = 5
 WINDOW = 30
 SLOW_S = 5.0  # a first run slower than this is not repeated
-#: Pseudo-backend of windowed rows: ``torch`` with the C kernels switched off (the engine before them).
+#: Pseudo-backend: ``torch`` with the C kernels switched off (the engine before them), timed in the same run.
 PURE = "torch-pure"
 REFERENCE_MAX_WORK = 3e8  # elements (queries × candidates × D) above which the reference backend is skipped
 EMBEDDINGS = {"pixel": 27, "vgg-random": 576}  # embedding -> patch dimension
@@ -209,7 +209,7 @@ def _backends(query: Tensor, son: Tensor, window: int | None) -> list[str]:
     from ignn_lab._optional import available
 
     names = ["naive", "torch"] + (["faiss"] if available("faiss") else []) + ["auto"]
-    if window is not None and query.device.type == "cpu" and kernels.load() is not None:
+    if query.device.type == "cpu" and kernels.load() is not None:
         names.insert(2, PURE)  # the torch backend without the C kernels: the previous engine, same run
     qv = (query.shape[2] // 2) * (query.shape[3] // 2)
     sv = (son.shape[2] // 2) * (son.shape[3] // 2)

@@ -17,7 +17,7 @@ import ignn_lab.graph.knn as knn_mod
 import ignn_lab.graph.knn_exact as knn_exact
 import ignn_lab.graph.knn_torch as knn_torch
 from ignn_lab._optional import available
-from ignn_lab.graph import cross_scale_knn
+from ignn_lab.graph import cross_scale_knn, kernels
 from tests.graph.test_patches import _loop_im2patch
 
 HAS_FAISS = available("faiss")
@@ -328,6 +328,7 @@ def test_parallel_bands_keep_the_callers_thread_setting(threads):
 
 def test_faiss_missing_gives_clear_error_and_auto_falls_back(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    monkeypatch.setattr(kernels, "load", lambda: None)  # the faiss rules apply where the C kernels are not built
     query, son = torch.randn(1, 3, 20, 20), torch.randn(1, 3, 10, 10)
     with pytest.raises(ImportError, match="pip install 'ignn-lab\\[faiss\\]'"):
         cross_scale_knn(query, son, window=None, backend="faiss")
@@ -340,6 +341,7 @@ def test_faiss_missing_gives_clear_error_and_auto_falls_back(monkeypatch):
 
 @pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
 def test_auto_picks_by_shape(monkeypatch):
+    monkeypatch.setattr(kernels, "load", lambda: None)  # the faiss rules apply where the C kernels are not built
     query, son = torch.randn(1, 3, 40, 40), torch.randn(1, 3, 20, 20)
     assert cross_scale_knn(query, son, window=4, backend="auto").backend == "torch"
     work = 20 * 20 * 10 * 10 * 27
@@ -353,7 +355,18 @@ def test_auto_picks_by_shape(monkeypatch):
     assert res.backend == "faiss" and "crossover" in res.note
 
 
-def test_resolve_backend_rules():
+def test_auto_whole_image_search_on_cpu_uses_the_c_kernels_when_built(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(kernels, "load", lambda: object())
+    name, note = knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12, dim=576)
+    assert name == "torch" and "C kernels" in note
+    name, _ = knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12, dim=576,
+                                      dtype=torch.float64)  # float64 runs no kernel: the faiss rules
+    assert name == ("faiss" if HAS_FAISS else "torch")
+
+
+def test_resolve_backend_rules(monkeypatch):
+    monkeypatch.setattr(kernels, "load", lambda: None)
     cpu = torch.device("cpu")
     assert knn_mod.resolve_backend("reference", windowed=True, device=cpu, work=1) == ("reference", "")
     assert knn_mod.resolve_backend("auto", windowed=True, device=cpu, work=10**12)[0] == "torch"

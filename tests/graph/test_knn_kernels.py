@@ -84,6 +84,36 @@ def test_every_engine_matches_brute_force(monkeypatch, engine, case):
 
 
 @needs_kernels
+@pytest.mark.parametrize("engine", ["c-float32"] + (["c-bf16"] if HAS_BF16 else []))
+@pytest.mark.parametrize("shape", [(2, 16, 37, 42), (1, 70, 30, 31)])
+def test_whole_image_search_through_the_kernels_matches_brute_force(monkeypatch, engine, shape):
+    """window=None on CPU: tiles of queries against every son patch (a window covering the son grid)."""
+    monkeypatch.setattr(knn_torch, "ENGINE", engine)
+    monkeypatch.setattr(knn_bf16, "MIN_DIM", 1)
+    monkeypatch.setattr(knn_torch, "GLOBAL_KERNEL_MIN_DIM", 1)
+    monkeypatch.setattr(knn_torch, "GLOBAL_TILE", (4, 8))  # several tiles, partial last ones
+    B, C, H, W = shape
+    gen = torch.Generator().manual_seed(C)
+    query, son = torch.randn(B, C, H, W, generator=gen) + 2, torch.randn(B, C, H // 2, W // 2, generator=gen) + 2
+    res = cross_scale_knn(query, son, k=5, window=None, backend="torch")
+    assert knn_torch.LAST_SEARCH["mode"] == engine
+    assert knn_torch.LAST_SEARCH["rows"] == B * res.query_grid[0] * res.query_grid[1]
+    check_against_brute(res, query, son, k=5, window=None, graph_scale=2)
+    monkeypatch.setattr(knn_torch, "GLOBAL_KERNEL_MIN_DIM", 10**6)  # the band path: same bits
+    knn_torch.LAST_SEARCH.clear()
+    band = cross_scale_knn(query, son, k=5, window=None, backend="torch")
+    assert not knn_torch.LAST_SEARCH
+    assert torch.equal(band.index, res.index) and torch.equal(band.distance, res.distance)
+
+
+def test_global_tiles_bound_the_key_matrix():
+    assert knn_torch._global_tile(192, 256, 100) == (24, 32)
+    th, tw = knn_torch._global_tile(192, 256, 65536)
+    assert th * tw * 65536 <= knn_torch.GLOBAL_TILE_ELEMS and th * tw >= 64
+    assert knn_torch._global_tile(3, 2, 10) == (3, 2)
+
+
+@needs_kernels
 @pytest.mark.parametrize("engine", _engines())
 def test_rescan_inside_the_kernel_is_exercised_and_exact_with_ties(monkeypatch, engine):
     """No shortlist margin and a periodic son (exact ties): many rows are not certified and get rescanned."""
