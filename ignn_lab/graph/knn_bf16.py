@@ -25,14 +25,13 @@ rounded to bfloat16 once, so ``y ≥ key − u/(1−u)·|key|``; the lower bound
 zero). Measured on Urban100 ×2 (576-d): with tile centring and ``k + 5`` shortlisted, ≈ 95 % of rows are
 certified by the shortlist; the rest are rescanned exactly inside the kernel.
 
-:func:`bf16_keys_ok` checks once per process and GEMM width that this CPU's bfloat16 GEMM meets that error
-model (float32 accumulation, one rounding of the result) and is faster than float32; otherwise the float32
-path runs.
+:func:`bf16_keys_ok` requires native bfloat16 dot products and checks once per process and GEMM width that
+this CPU's bfloat16 GEMM meets that error model (float32 accumulation, one rounding of the result); otherwise
+the float32 path runs.
 """
 
 from __future__ import annotations
 
-import time
 from functools import lru_cache
 
 import torch
@@ -85,7 +84,9 @@ def bound_map(row_term: Tensor, max_abs: float, width: int) -> tuple[Tensor, flo
 
 @lru_cache(maxsize=None)
 def _gemm_checked(width: int) -> bool:
-    """Does this CPU's bfloat16 GEMM meet the error model at this width, and beat float32? Measured once."""
+    """Does this CPU's bfloat16 GEMM meet the error model at this width (float32 accumulation, one rounding of
+    the result)? Checked once per width on random data with mixed magnitudes. (Speed is not measured: it would
+    make the engine depend on the machine's load; native bfloat16 dot products are what make it pay.)"""
     gen = torch.Generator().manual_seed(width)
     a = (torch.randn((4, 96, width), generator=gen) * torch.rand((4, 96, 1), generator=gen) * 8).bfloat16()
     b = (torch.randn((4, 640, width), generator=gen) * torch.rand((4, 640, 1), generator=gen) * 8).bfloat16()
@@ -93,23 +94,14 @@ def _gemm_checked(width: int) -> bool:
         out = torch.bmm(a, b.transpose(1, 2)).double()
         exact = torch.bmm(a.double(), b.double().transpose(1, 2))
         terms = torch.bmm(a.double().abs(), b.double().abs().transpose(1, 2))
-        allowed = _U * (exact.abs() + 2 * width * _U32 * terms) + 2 * width * _U32 * terms
-        if not bool(((out - exact).abs() <= allowed).all()):
-            return False
-        timings = []
-        for x, y in ((a, b), (a.float(), b.float())):
-            torch.bmm(x, y.transpose(1, 2))
-            t0 = time.perf_counter()
-            for _ in range(3):
-                torch.bmm(x, y.transpose(1, 2))
-            timings.append(time.perf_counter() - t0)
-    return timings[0] < 0.8 * timings[1]
+    allowed = _U * (exact.abs() + 2 * width * _U32 * terms) + 2 * width * _U32 * terms
+    return bool(((out - exact).abs() <= allowed).all())
 
 
 def bf16_keys_ok(query: Tensor, son: Tensor, dim: int) -> float | None:
     """max |input| when bfloat16 keys apply to these inputs, else None: :data:`BF16_KEYS` set, float32 CPU
     tensors, ``dim ≥ MIN_DIM``, finite entries within ±:data:`MAX_ABS`, a CPU with native bfloat16 dot
-    products whose GEMM passes :func:`_gemm_checked`. (The caller also needs the C kernels.)"""
+    products whose GEMM passes :func:`_gemm_checked` (the caller also needs the C kernels)."""
     if not BF16_KEYS or dim < MIN_DIM:
         return None
     if not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):

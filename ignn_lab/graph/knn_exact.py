@@ -27,8 +27,8 @@ from torch import Tensor
 from ignn_lab.graph import kernels
 
 __all__ = ["LANES", "exact_sqdist", "gemm_gamma", "recompute_delta", "shortlist_size", "refine_shortlist",
-           "refine_topk", "workspace", "heap_select_ok", "max_abs_within", "PAIR_CHUNK", "SHORTLIST_EXTRA", "HEAP_MAX_ABS",
-           "HEAP_MAX_CANDIDATES"]
+           "refine_topk", "workspace", "heap_select_ok", "max_abs_within", "PAIR_CHUNK", "SHORTLIST_EXTRA",
+           "HEAP_MAX_ABS", "HEAP_MAX_CANDIDATES"]
 
 #: Extra shortlisted candidates beyond k (measured: with tile centring, <2 % of rows need the fallback).
 SHORTLIST_EXTRA = 3

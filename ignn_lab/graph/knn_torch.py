@@ -188,11 +188,13 @@ def _windowed_mode(query: Tensor, son: Tensor, k: int, n_cand: int) -> tuple[str
     bounds, or torch alone; with max |input| (bfloat16 keys) and the shortlist length."""
     if ENGINE not in ("auto", "torch", "c-float32", "c-bf16"):
         raise ValueError(f"ENGINE must be auto, torch, c-float32 or c-bf16; got {ENGINE!r}")
-    if ENGINE != "torch" and query.device.type == "cpu" and query.dtype == torch.float32 and kernels.load() is not None:
+    cpu32 = query.device.type == "cpu" and query.dtype == torch.float32
+    if ENGINE != "torch" and cpu32 and kernels.load() is not None:
         amax = knn_bf16.bf16_keys_ok(query, son, son.shape[2]) if ENGINE != "c-float32" else None
         if amax is not None and k + knn_bf16.SHORTLIST_EXTRA_BF16 <= kernels.KP_MAX:
             return "c-bf16", amax, shortlist_size(k, n_cand, knn_bf16.SHORTLIST_EXTRA_BF16)
-        if shortlist_size(k, n_cand) <= kernels.KP_MAX and max_abs_within((query, son), HEAP_MAX_ABS) is not None:
+        finite = max_abs_within((query, son), HEAP_MAX_ABS) is not None
+        if shortlist_size(k, n_cand) <= kernels.KP_MAX and finite:
             return "c-float32", None, shortlist_size(k, n_cand)
     return "torch", None, shortlist_size(k, n_cand)
 
@@ -200,7 +202,8 @@ def _windowed_mode(query: Tensor, son: Tensor, k: int, n_cand: int) -> tuple[str
 def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side: int | tuple[int, int],
                     graph_scale: int,
                     k: int, *, centering: Centering = "corrected", patch_size: int = 3, stride: int = 2,
-                    tile: int | tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+                    tile: int | tuple[int, int] | None = None,
+                    engine: tuple[str, float | None, int] | None = None) -> tuple[Tensor, Tensor]:
     """Exact kNN of every query patch within its square window of son patches.
 
     Args:
@@ -210,6 +213,7 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
             whole-image search (then ``tile`` is needed). graph_scale: g.
         k: neighbours, 1 ≤ k ≤ window size.
         tile: query-tile side, or (rows, cols); default :func:`~ignn_lab.graph.knn_tiles.choose_tile`.
+        engine: :func:`_windowed_mode`'s answer when the caller already has it.
 
     Returns:
         dist: B×M×k ascending squared distances. idx: B×M×k int64 son indices (ties: lower index first).
@@ -229,12 +233,12 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
     rows = AxisTiles(window_starts(m1, n1, sr, graph_scale, centering, dev), n1, min(th, m1), sr, dtype)
     cols = AxisTiles(window_starts(m2, n2, sc, graph_scale, centering, dev), n2, min(tw, m2), sc, dtype)
     th, tw, ur, uc = rows.size, cols.size, rows.union, cols.union
-    mode, amax, kp = _windowed_mode(query, son, k, ur * uc)
+    mode, amax, kp = engine or _windowed_mode(query, son, k, ur * uc)
     heap = mode == "torch" and HEAP_SELECT and ur * uc <= HEAP_MAX_CANDIDATES and heap_select_ok(query, son)
     width = knn_bf16.key_width(D)
     if mode == "c-bf16":
         gamma = knn_bf16.bf16_gamma(D, width)
-        keys_like = torch.empty(0, dtype=torch.bfloat16)
+        keys_like, f64_like = torch.empty(0, dtype=torch.bfloat16), torch.empty(0, dtype=torch.float64)
     son_flat = son.reshape(B * N, D)
     dist = torch.empty((B * m1 * m2, k), dtype=dtype, device=dev)
     idx = torch.empty((B * m1 * m2, k), dtype=torch.int64, device=dev)
@@ -292,7 +296,7 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
             kernels.augment_union_bf16(son_flat, n2, (ur, uc), union_base, centre, 1 - gamma, knn_bf16.C1,
                                        knn_bf16.UP, cand)
             q_aug = workspace(work, "q_keys", (g, th * tw, width), keys_like)
-            row_term = workspace(work, "row_term", (g, th * tw), dist.new_empty(0, dtype=torch.float64))
+            row_term = workspace(work, "row_term", (g, th * tw), f64_like)
             kernels.augment_queries_bf16(q_cols, centre, 1 - gamma, knn_bf16.C1, knn_bf16.UP, knn_bf16.KAPPA_UP,
                                          knn_bf16.T_SPLIT, q_aug, row_term)
             keys = torch.bmm(q_aug, cand.transpose(1, 2), out=workspace(work, "keys", (g, th * tw, ur * uc),
@@ -372,10 +376,11 @@ def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3, st
     B, _, H, W = query.shape
     m1, m2 = grid_size(H, patch_size, stride), grid_size(W, patch_size, stride)
     N, D = son.shape[1], son.shape[2]
-    if (son_grid is not None and _windowed_mode(query, son, k, N)[0] != "torch"
-            and (D >= GLOBAL_KERNEL_MIN_DIM or B * m1 * m2 * N * D >= GLOBAL_KERNEL_MIN_WORK)):
-        return windowed_search(query, son, son_grid, son_grid, 1, k, patch_size=patch_size, stride=stride,
-                               tile=_global_tile(m1, m2, N))
+    if son_grid is not None and (D >= GLOBAL_KERNEL_MIN_DIM or B * m1 * m2 * N * D >= GLOBAL_KERNEL_MIN_WORK):
+        engine = _windowed_mode(query, son, k, N)
+        if engine[0] != "torch":
+            return windowed_search(query, son, son_grid, son_grid, 1, k, patch_size=patch_size, stride=stride,
+                                   tile=_global_tile(m1, m2, N), engine=engine)
     LAST_SEARCH.clear()
     gamma, delta = gemm_gamma(D, query.dtype), recompute_delta(D, query.dtype)
     heap = HEAP_SELECT and N <= HEAP_MAX_CANDIDATES and heap_select_ok(query, son)
