@@ -233,7 +233,7 @@ def _bench_config(case: Case, embedding: str, window: int | None, repeats: int,
     for b in backends:  # a first (warm-up) call each; its result is the one checked and recorded
         knn_torch.LAST_SEARCH.clear()
         first[b], results[b] = _timed(fns[b])
-        if b == "torch" and knn_torch.LAST_SEARCH:  # a windowed search ran: which engine, and its rescans
+        if b == "torch" and knn_torch.LAST_SEARCH:  # the tiled engine ran: which one, and its rescans
             row["torch_engine"] = dict(knn_torch.LAST_SEARCH)
     # Then `repeats` rounds that time every backend once, in rotating order, so that drift in the machine's
     # speed (large on a shared VM) hits all backends alike; a backend whose first call exceeded SLOW_S is not
@@ -417,7 +417,7 @@ def to_markdown(result: dict) -> str:
     lines = [f"{m.get('cpu')}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads; load "
              f"{m['loadavg_before'][0]:.1f} → {m['loadavg_after'][0]:.1f}; GEMM calibration "
              f"{m['gemm_gflops_before']} → {m['gemm_gflops_after']} GFLOP/s", "",
-             f"Windowed engine: {m.get('knn_kernels', 'n/a')}", "",
+             f"kNN engine: {m.get('knn_kernels', 'n/a')}", "",
              "| case | LR (B×H×W) | D | window | naive s | torch without C s | torch s (engine) | faiss s "
              "| auto s (picks) | auto vs naive |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["configs"]:
