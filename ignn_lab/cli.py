@@ -141,6 +141,13 @@ def cmd_explore(a) -> int:
 
 
 def cmd_bench(a) -> int:
+    if a.what == "sweep":
+        from ignn_lab.lab.lite_sweep import parse_bodies, run as sweep
+
+        sweep(a.json, parse_bodies(a.bodies), minutes=a.minutes, jobs=a.jobs, threads=a.threads)
+        print((Path(a.json).with_suffix(".md")).read_text(), end="")
+        print(f"wrote {a.json}")
+        return 0
     if a.what == "knn":
         from ignn_lab.lab.bench_knn import run
     elif a.what == "eval":
@@ -165,6 +172,29 @@ def cmd_models(a) -> int:
     from ignn_lab.models import list_models
 
     print("\n".join(["bicubic", "graphagg-star", *list_models()]))
+    return 0
+
+
+def cmd_train(a) -> int:
+    from ignn_lab.lab.tasks import train_task
+
+    res = train_task(a.config, a.out, overrides=a.set, resume=a.resume, device=a.device,
+                     max_minutes=a.max_minutes, progress=not a.quiet)
+    best = f"{res.best_psnr:.3f} dB" if res.best_psnr is not None else "–"
+    print(f"{res.status} at step {res.step}/{res.steps} ({res.seconds / 60:.1f} min in total); best validation "
+          f"PSNR-Y {best}; run folder {res.out}")
+    if res.status != "finished":
+        print(f"continue with: ignn-lab train --out {res.out} --resume")
+    return 0 if res.status != "interrupted" else 130
+
+
+def cmd_configs(a) -> int:
+    from ignn_lab.engine.train_config import list_configs
+
+    configs = list_configs()
+    width = max(map(len, configs), default=0)
+    for name, text in configs.items():
+        print(f"{name:<{width}}  {text}")
     return 0
 
 
@@ -261,9 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_explore)
 
     b = sub.add_parser("bench", help="benchmarks that write JSON (and a PNG chart beside it)")
-    b.add_argument("what", choices=["knn", "models", "eval"])
+    b.add_argument("what", choices=["knn", "models", "eval", "sweep"])
     b.add_argument("--json", required=True, help="output JSON path")
     b.add_argument("--quick", action="store_true", help="a reduced run that takes seconds")
+    b.add_argument("--bodies", default="8x32x1,12x32x1,16x32x1,6x48x1,24x16x1,44x16x0.1,12x32x0.1,12x32x1:none",
+                   help="sweep: bodies BLOCKSxWIDTHxRES_SCALE[:amp]")
+    b.add_argument("--minutes", type=float, default=12.0, help="sweep: CPU budget per body")
+    b.add_argument("--jobs", type=int, default=2, help="sweep: runs at once")
+    b.add_argument("--threads", type=int, default=1, help="sweep: torch threads per run")
     b.set_defaults(func=cmd_bench)
 
     u = sub.add_parser("upscale", help="super-resolve images without ground truth")
@@ -276,6 +311,22 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--device", default="cpu")
     u.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     u.set_defaults(func=cmd_upscale)
+
+    t = sub.add_parser("train", help="train a model (resumable; runs under torchrun unchanged)")
+    t.add_argument("--config", help="a shipped config name (ignn-lab configs) or a JSON file; with --resume "
+                   "the run's own config is the default")
+    t.add_argument("--out", required=True, help="the run folder (config.json, log.jsonl, curves.png, last.pt, "
+                   "best.pt)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config field (JSON values; model_overrides.NAME=VALUE for model fields)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    t.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: this rank's GPU)")
+    t.add_argument("--max-minutes", type=float, help="stop after this many minutes, saving last.pt")
+    common(t, data=False)
+    t.set_defaults(func=cmd_train)
+
+    cf = sub.add_parser("configs", help="list the shipped training configs")
+    cf.set_defaults(func=cmd_configs)
 
     m = sub.add_parser("models", help="list the model names")
     m.set_defaults(func=cmd_models)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from ignn_lab.data.datasets import list_images, load_image, resolve_data_root
 from ignn_lab.data.degrade import modcrop
 from ignn_lab.data.imresize import imresize
 from ignn_lab.data.io import atomic_write_bytes, write_image
+from ignn_lab.engine.provenance import git_commit
 from ignn_lab.engine.published import published_method, read_published
 from ignn_lab.metrics import psnr_ssim
 
@@ -175,15 +175,6 @@ def format_table(summary: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _git_commit() -> str | None:
-    try:
-        root = Path(ignn_lab.__file__).resolve().parents[1]
-        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def write_results(out: str | os.PathLike, results: dict) -> Path:
     """Write ``results.json`` and ``table.md`` into ``out`` (atomically)."""
     d = Path(out)
@@ -250,7 +241,7 @@ def evaluate(
         "rows": [asdict(r) for r in rows],
         "summary": summarise(rows),
         "provenance": {
-            "ignn_lab": ignn_lab.__version__, "git_commit": _git_commit(), "model": name,
+            "ignn_lab": ignn_lab.__version__, "git_commit": git_commit(), "model": name,
             "model_options": {k: str(v) for k, v in predictor_opts.items()}, "sets": sets, "scales": scales,
             "data_root": str(root) if root else None, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),

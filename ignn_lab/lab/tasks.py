@@ -12,7 +12,7 @@ import numpy as np
 from ignn_lab.data.io import atomic_write_bytes
 from ignn_lab.viz import save_figure
 
-__all__ = ["evaluate_task", "reproduce", "demo", "save_figure"]
+__all__ = ["evaluate_task", "reproduce", "demo", "save_figure", "train_task"]
 
 
 def evaluate_task(model: str = "bicubic", sets: Iterable[str] = ("Set5", "Set14", "B100", "Urban100"),
@@ -26,6 +26,26 @@ def evaluate_task(model: str = "bicubic", sets: Iterable[str] = ("Set5", "Set14"
                    limit=limit, **opts)
     save_figure(summary_figure(res), Path(out) / "psnr.png")
     return res
+
+
+def train_task(config: str | os.PathLike | None, out: str | os.PathLike, *, overrides: list[str] | dict | None = None,
+               resume: bool = False, device: str = "cpu", max_minutes: float | None = None,
+               progress: bool = True):
+    """Train from a shipped config name or a JSON file (``--set`` strings or a dict of overrides).
+
+    With ``resume`` and no ``config``, the run's saved config is used, with ``overrides`` applied.
+    """
+    from ignn_lab.engine.train import fit, read_training_state
+    from ignn_lab.engine.train_config import load_config, parse_overrides
+
+    over = parse_overrides(overrides) if isinstance(overrides, (list, tuple)) else dict(overrides or {})
+    if config is None:
+        if not resume:
+            raise ValueError("train needs --config NAME|FILE (see ignn-lab configs), or --resume with a run folder")
+        cfg = load_config(read_training_state(Path(out) / "last.pt")["config"], over) if over else None
+    else:
+        cfg = load_config(config, over)
+    return fit(cfg, out, resume=resume, device=device, max_minutes=max_minutes, progress=progress)
 
 
 def reproduce(what: str = "bicubic", *, out: str | os.PathLike = "runs/reproduce", sets=None, scales=None,

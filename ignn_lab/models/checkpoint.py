@@ -17,7 +17,7 @@ from ignn_lab.models.config import EDSRConfig, IGNNConfig, model_config_from_dic
 FORMAT = "ignn-lab/model"
 FORMAT_VERSION = 1
 
-__all__ = ["CheckpointError", "FORMAT", "load", "save"]
+__all__ = ["CheckpointError", "FORMAT", "load", "read_checkpoint", "save"]
 
 
 class CheckpointError(ValueError):
@@ -41,13 +41,16 @@ def _check_plain(value: Any, where: str) -> None:
                     "bool, None, lists and dicts (so the file loads with weights_only=True)")
 
 
-def save(model: nn.Module, path: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
+def save(model: nn.Module, path: str | os.PathLike, provenance: dict[str, Any] | None = None, *,
+         training: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s weights, its config and provenance to ``path`` atomically (temp file + rename).
 
     Args:
         model: a kit model (it has ``config`` with ``to_dict()``).
         path: destination file (``.pt``); parent folders are created.
         provenance: JSON-like dict (e.g. dataset, steps, seed); the kit adds version, torch version and time.
+        training: the trainer's resumable state (tensors and plain values only), stored beside the weights
+            under ``"training"``; :func:`load` ignores it, so a ``last.pt`` is also a model checkpoint.
 
     Returns:
         The path written.
@@ -67,6 +70,8 @@ def save(model: nn.Module, path: str | os.PathLike, provenance: dict[str, Any] |
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_dict(),
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                "provenance": prov}
+    if training is not None:
+        payload["training"] = training
     buf = io.BytesIO()
     torch.save(payload, buf)
     return atomic_write_bytes(path, buf.getvalue())
@@ -75,6 +80,30 @@ def save(model: nn.Module, path: str | os.PathLike, provenance: dict[str, Any] |
 def _first_line(exc: BaseException) -> str:
     text = str(exc)
     return text.splitlines()[0] if text else ""
+
+
+def read_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that name the file and say what it holds.
+
+    Raises:
+        FileNotFoundError: no such file. CheckpointError: empty, not a torch file, or it holds pickled code /
+        objects other than tensors and plain values (refused: loading them could run code).
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"no checkpoint at {p}")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p} is empty (0 bytes); expected an ignn-lab checkpoint (.pt)")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure: say what the file should be
+        text = str(exc)
+        if "Weights only load failed" in text or "Unsupported global" in text or "unsupported" in text.lower():
+            raise CheckpointError(f"{p} holds pickled Python objects or code, not just tensors and plain values; "
+                                  "refused (torch.load weights_only=True). Save checkpoints with "
+                                  "ignn_lab.models.save or the trainer.") from None
+        raise CheckpointError(f"{p} is not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)}); "
+                              "expected an ignn-lab checkpoint (.pt)") from None
 
 
 def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -90,13 +119,7 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
     from ignn_lab.models.ignn import IGNN
 
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"no checkpoint at {p}")
-    try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{p} is not an ignn-lab checkpoint: torch.load(weights_only=True) failed "
-                              f"({type(exc).__name__}: {_first_line(exc)})") from exc
+    obj = read_checkpoint(p, map_location=map_location)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         hint = ""
         released = isinstance(obj, dict) and ("net_state_dict" in obj or any(str(k).startswith("module.")
@@ -107,7 +130,12 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
     if obj.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{p}: checkpoint format version {obj.get('format_version')!r} is not "
                               f"supported (this kit reads version {FORMAT_VERSION})")
-    config = model_config_from_dict(obj["config"])
+    if not isinstance(obj.get("config"), dict):
+        raise CheckpointError(f"{p}: the checkpoint has no model config (key 'config'); it cannot be rebuilt")
+    try:
+        config = model_config_from_dict(obj["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{p}: its model config is not usable: {exc}") from None
     model = EDSR(config) if isinstance(config, EDSRConfig) else IGNN(config, init_embedding=False)
     state = obj.get("state_dict")
     if not isinstance(state, dict):
