@@ -148,6 +148,14 @@ def cmd_bench(a) -> int:
         print((Path(a.json).with_suffix(".md")).read_text(), end="")
         print(f"wrote {a.json}")
         return 0
+    if a.what == "train":
+        from ignn_lab.lab.bench_train import VARIANTS, run as bench_train
+
+        variants = tuple(_csv(a.variants)) if a.variants else VARIANTS[:3]
+        bench_train(a.json, quick=a.quick, variants=variants)
+        print(Path(a.json).with_suffix(".md").read_text(), end="")
+        print(f"wrote {a.json}")
+        return 0
     if a.what == "knn":
         from ignn_lab.lab.bench_knn import run
     elif a.what == "eval":
@@ -291,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_explore)
 
     b = sub.add_parser("bench", help="benchmarks that write JSON (and a PNG chart beside it)")
-    b.add_argument("what", choices=["knn", "models", "eval", "sweep"])
+    b.add_argument("what", choices=["knn", "models", "eval", "sweep", "train"])
+    b.add_argument("--variants", help="train: fp32,fp32-contiguous,bf16,bf16-compile (default: the first three)")
     b.add_argument("--json", required=True, help="output JSON path")
     b.add_argument("--quick", action="store_true", help="a reduced run that takes seconds")
     b.add_argument("--bodies", default="8x32x1,12x32x1,16x32x1,6x48x1,24x16x1,44x16x0.1,12x32x0.1,12x32x1:none",

@@ -71,6 +71,7 @@ class TrainResult:
     last_psnr: float | None
     seconds: float
     history: list[dict] = field(default_factory=list)
+    model: nn.Module | None = field(default=None, repr=False)  # the evaluated weights (EMA when on), eval mode
 
     @property
     def best_path(self) -> Path:
@@ -435,7 +436,7 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
         if tb is not None:
             tb.close()
         distributed.barrier()
-        return TrainResult(out, status, step, config.steps, best, last_val, wall(), history)
+        return TrainResult(out, status, step, config.steps, best, last_val, wall(), history, eval_model.eval())
     finally:
         torch.use_deterministic_algorithms(old_det)
         if started_group:

@@ -23,7 +23,7 @@ from ignn_lab.models.config import GraphConfig
 from ignn_lab.models.patch_ops import (
     ADAIN_EPS,
     aggregate_direct,
-    aggregate_fold,
+    aggregate_train,
     diff_map,
     pads_of,
     spread_constant,
@@ -63,8 +63,9 @@ def graph_aggregate(features: Tensor, index: Tensor, *, graph_scale: int, patch_
     The blocks are placed on the query's ``g·p`` footprint (stride ``g·t``) and overlaps are averaged.
 
     Implementation: in the pixel-unshuffled ("block") space of the spec's ``yd`` (B×C·g²×⌊H/g⌋×⌊W/g⌋) an HR
-    patch is a p×p patch with stride t, so the work is one row gather of son patches, one fused AdaIN and one
-    ``fold`` per chunk of ranks, then a pixel shuffle.
+    patch is a p×p patch with stride t; for each of the p² patch cells, one row gather of g×g×C source blocks,
+    the AdaIN multiply-add and a strided add into the output (``patch_ops.aggregate_direct``; with autograd,
+    ``aggregate_train``, whose backward has the same shape).
 
     Args:
         features: B×C×H×W (the backbone features x1, any float dtype).
@@ -90,21 +91,20 @@ def graph_aggregate(features: Tensor, index: Tensor, *, graph_scale: int, patch_
     if index.shape[:2] != (b, m):
         raise ValueError(f"index has shape {tuple(index.shape)}; expected B×M×k with B={b}, M={m} "
                          f"(the {m1}×{m2} patch grid of a {h}×{w} input)")
-    if cross_scale:
-        hs, ws = h // g, w // g
-        spads = pads_of(hs, ws, p, t)
-        yd = F.pixel_unshuffle(features[:, :, : g * hs, : g * ws], g) if g > 1 else features
-    else:
-        spads = qpads
-        yd = features.repeat_interleave(g * g, dim=1)  # block space of the g× nearest enlargement
-    yd = F.pad(yd, (spads[2], spads[3], spads[0], spads[1]))  # B×(C·g²)×Hs×Ws
-    cols = F.unfold(yd, p, stride=t)  # B×(C·g²·p²)×N, rows ordered (c, sy, sx, py, px)
-    n, e = cols.shape[2], g * g * p * p
+    hs, ws = (h // g, w // g) if cross_scale else (h, w)  # the source grid: son, or the LR itself
+    spads = pads_of(hs, ws, p, t)
+    n, e = grid_size(hs, p, t) * grid_size(ws, p, t), g * g * p * p
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= n):
         raise ValueError(f"index values must lie in [0, {n}) (the source patch grid), found "
                          f"[{int(index.min())}, {int(index.max())}]")
     stats_z = sig_y = mu_y = None
     if adapn:
+        if cross_scale:
+            yd = F.pixel_unshuffle(features[:, :, : g * hs, : g * ws], g) if g > 1 else features
+        else:
+            yd = features.repeat_interleave(g * g, dim=1)  # block space of the g× nearest enlargement
+        yd = F.pad(yd, (spads[2], spads[3], spads[0], spads[1]))  # B×(C·g²)×Hs×Ws
+        cols = F.unfold(yd, p, stride=t)  # B×(C·g²·p²)×N, rows ordered (c, sy, sx, py, px)
         var_z, mu_z = var_mean(cols.view(b, c, e, n), 2)  # B×C×N
         stats_z = torch.cat([(var_z + ADAIN_EPS).rsqrt_(), mu_z], 1).transpose(1, 2).contiguous()  # B×N×2C
         qcols = F.unfold(F.pad(features, (qpads[2], qpads[3], qpads[0], qpads[1])), p, stride=t)
@@ -117,10 +117,8 @@ def graph_aggregate(features: Tensor, index: Tensor, *, graph_scale: int, patch_
     outs = []
     for r0 in range(0, k, step):
         idx = index[:, :, r0: r0 + step]
-        if direct:
-            outs.append(aggregate_direct(features, idx, stats, (m1, m2), qpads, spads, p, t, g, cross_scale))
-        else:
-            outs.append(aggregate_fold(cols, idx, stats, (m1, m2), qpads, p, t, g, (h, w)))
+        run = aggregate_direct if direct else aggregate_train
+        outs.append(run(features, idx, stats, (m1, m2), qpads, spads, p, t, g, cross_scale))
     return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
 
 
@@ -313,6 +311,19 @@ class GraphAggregation(nn.Module):
 
     def forward(self, x: Tensor, lr: Tensor | None = None, son: Tensor | None = None,
                 son_features: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Aggregate neighbours of ``x`` (see :meth:`aggregate`); under autocast the graph runs in float32."""
+        dev = x.device.type
+        if not torch.is_autocast_enabled(dev):
+            return self.aggregate(x, lr, son, son_features)
+        # Mixed precision stops at the graph: its convolutions have a few channels, where bfloat16 kernels are
+        # much slower on CPU than float32 ones, and the kNN ranks exact float32 distances.
+        f32 = [None if t is None else t.float() for t in (x, lr, son, son_features)]
+        with torch.autocast(dev, enabled=False):
+            x_lr, x_hr = self.aggregate(*f32)
+        return x_lr.to(x.dtype), (None if x_hr is None else x_hr.to(x.dtype))
+
+    def aggregate(self, x: Tensor, lr: Tensor | None = None, son: Tensor | None = None,
+                  son_features: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Aggregate neighbours of ``x``.
 
         Args:
@@ -331,7 +342,9 @@ class GraphAggregation(nn.Module):
         b, c, h, w = feats.shape
         knn_hr = graph_aggregate(feats, graph.index, graph_scale=g, patch_size=cfg.patch_size,
                                  stride=cfg.stride, adapn=cfg.adapn, cross_scale=cfg.cross_scale)
-        knn_lr = self.knn_downsample(knn_hr.reshape(b * cfg.k, c, g * h, g * w)).view(b, cfg.k, c, h, w)
+        # channels-last: oneDNN runs these few-channel convolutions about twice as fast so on CPU
+        maps = knn_hr.reshape(b * cfg.k, c, g * h, g * w).contiguous(memory_format=torch.channels_last)
+        knn_lr = self.knn_downsample(maps).reshape(b, cfg.k, c, h, w)
         weights = torch.softmax(self._rank_logits(graph, diff, hr=cfg.hr_skip), dim=1)
         x_lr = _weighted_sum(knn_lr, weights[:b].view(b, cfg.k, 1, h, w))
         x_hr = None

@@ -53,14 +53,21 @@ def mean_shift(rgb_range: float, sign: int) -> MeanShift:
     return MeanShift(rgb_range, DIV2K_MEAN, (1.0, 1.0, 1.0), sign=sign)
 
 
-def upsampler_layers(scale: int, n_feats: int) -> list[nn.Module]:
-    """EDSR's upsampler: ×2^n as n × [conv C→4C, PixelShuffle(2)], ×3 as conv C→9C, PixelShuffle(3)."""
+def upsampler_layers(scale: int, n_feats: int, out_feats: int | None = None) -> list[nn.Module]:
+    """EDSR's upsampler: ×2^n as n × [conv C→4C, PixelShuffle(2)], ×3 as conv C→9C, PixelShuffle(3).
+
+    ``out_feats`` (default C) is the width after the last stage: a narrower high-resolution path costs a
+    quarter of the convolution work per halving of the width at the largest size.
+    """
     layers: list[nn.Module] = []
+    out = n_feats if out_feats is None else out_feats
     if scale in (2, 4, 8):
-        for _ in range(int(math.log2(scale))):
-            layers += [conv(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
+        stages = int(math.log2(scale))
+        for i in range(stages):
+            c_out = out if i == stages - 1 else n_feats
+            layers += [conv(n_feats, 4 * c_out), nn.PixelShuffle(2)]
     elif scale == 3:
-        layers += [conv(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
+        layers += [conv(n_feats, 9 * out), nn.PixelShuffle(3)]
     else:
         raise ValueError(f"upsampler: scale must be 2, 3, 4 or 8, got {scale}")
     return layers

@@ -77,11 +77,6 @@ def save(model: nn.Module, path: str | os.PathLike, provenance: dict[str, Any] |
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else ""
-
-
 def read_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(path, weights_only=True)`` with errors that name the file and say what it holds.
 
@@ -97,13 +92,22 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure: say what the file should be
-        text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text or "unsupported" in text.lower():
-            raise CheckpointError(f"{p} holds pickled Python objects or code, not just tensors and plain values; "
-                                  "refused (torch.load weights_only=True). Save checkpoints with "
-                                  "ignn_lab.models.save or the trainer.") from None
-        raise CheckpointError(f"{p} is not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)}); "
-                              "expected an ignn-lab checkpoint (.pt)") from None
+        unsafe = _unsafe_globals(p)
+        if unsafe:
+            raise CheckpointError(f"{p} holds pickled Python objects or code ({', '.join(unsafe[:3])}), not just "
+                                  "tensors and plain values; refused (loading it could run code). Save checkpoints "
+                                  "with ignn_lab.models.save or ignn-lab train.") from None
+        raise CheckpointError(f"{p} is not an ignn-lab checkpoint: torch.load cannot read it (not written by "
+                              "torch.save, or truncated); expected a .pt written by ignn_lab.models.save or "
+                              "ignn-lab train") from None
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The Python globals (classes, functions) a torch file would import when unpickled; [] if none or unreadable."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # noqa: BLE001 - not a torch file at all
+        return []
 
 
 def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> nn.Module:

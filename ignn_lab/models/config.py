@@ -79,6 +79,8 @@ class EDSRConfig:
         n_resblocks: residual blocks R.
         res_scale: residual scaling inside each block.
         rgb_range: the network works on images in [0, rgb_range] (255 as EDSR and the IGNN release).
+        hr_feats: width of the features at the output resolution (after the upsampler); None: ``n_feats``
+            (the paper). The lite models narrow it, which cuts the convolution work at the output size.
     """
 
     arch = "edsr"
@@ -87,11 +89,14 @@ class EDSRConfig:
     n_resblocks: int = 32
     res_scale: float = 0.1
     rgb_range: float = 255.0
+    hr_feats: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice("scale", self.scale, SCALES)
         _check_int("n_feats", self.n_feats)
         _check_int("n_resblocks", self.n_resblocks, 0)
+        if self.hr_feats is not None:
+            _check_int("hr_feats", self.hr_feats)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with an ``arch`` key; ``model_config_from_dict`` inverts it."""
@@ -187,7 +192,8 @@ class IGNNConfig:
 
     Attributes:
         scale: 2, 3 or 4 (the graph scale g is 3 for ×3, else 2).
-        n_feats, n_resblocks, res_scale, rgb_range: as in :class:`EDSRConfig`.
+        n_feats, n_resblocks, res_scale, rgb_range, hr_feats: as in :class:`EDSRConfig` (``hr_feats`` is also
+            the width of ``fuse_up``, which works at g× the LR size).
         graph_position: number of residual blocks before the graph (None: ``n_resblocks // 2``, the paper).
         aggregation: ``graph`` (IGNN) or ``nonlocal`` (a dense same-scale non-local block at the same
             position, no HR skip: the non-local baseline).
@@ -200,6 +206,7 @@ class IGNNConfig:
     n_resblocks: int = 32
     res_scale: float = 0.1
     rgb_range: float = 255.0
+    hr_feats: int | None = None
     graph_position: int | None = None
     aggregation: Aggregation = "graph"
     graph: GraphConfig = field(default_factory=GraphConfig)
@@ -209,6 +216,8 @@ class IGNNConfig:
         _check_int("n_feats", self.n_feats)
         _check_int("n_resblocks", self.n_resblocks, 0)
         _check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        if self.hr_feats is not None:
+            _check_int("hr_feats", self.hr_feats)
         if isinstance(self.graph, dict):  # tolerate a nested dict (e.g. from JSON); still strict on keys
             object.__setattr__(self, "graph", GraphConfig.from_dict(self.graph))
         if not isinstance(self.graph, GraphConfig):

@@ -19,7 +19,7 @@ from ignn_lab.models.registry import register_model
 
 # The lite body, shared with ``ignn-lite`` so the two compare on the same body (docs/models.md says how it
 # was chosen).
-LITE = {"n_feats": 16, "n_resblocks": 44, "res_scale": 0.1}
+LITE = {"n_feats": 32, "n_resblocks": 16, "res_scale": 1.0, "hr_feats": 16}
 
 __all__ = ["EDSR", "LITE", "check_input"]
 
@@ -56,7 +56,8 @@ class EDSR(nn.Module):
         self.head = nn.Sequential(conv(3, c))
         blocks = [ResBlock(c, res_scale=config.res_scale) for _ in range(config.n_resblocks)]
         self.body = nn.Sequential(*blocks, conv(c, c))
-        self.tail = nn.Sequential(nn.Sequential(*upsampler_layers(config.scale, c)), conv(c, 3))
+        hc = config.hr_feats or c
+        self.tail = nn.Sequential(nn.Sequential(*upsampler_layers(config.scale, c, hc)), conv(hc, 3))
 
     def forward(self, lr: Tensor, son: Tensor | None = None) -> Tensor:
         """B×3×H×W float in [0, 1] → B×3×sH×sW (unclamped)."""

@@ -67,13 +67,14 @@ class IGNN(nn.Module):
             self.nonlocal_block = NonLocalBlock(c)
         self.body2 = nn.Sequential(*[ResBlock(c, res_scale=config.res_scale)
                                      for _ in range(config.n_resblocks - pos)], conv_block(c, c))
-        self.upsample = nn.Sequential(*upsampler_layers(self.graph_scale, c))
+        hc = config.hr_feats or c
+        self.upsample = nn.Sequential(*upsampler_layers(self.graph_scale, c, hc))
         if self.hr_skip:
-            self.fuse_up = nn.Sequential(conv_block(c + ca, c, act=True), conv_block(c, c, act=True))
+            self.fuse_up = nn.Sequential(conv_block(hc + ca, hc, act=True), conv_block(hc, hc, act=True))
         tail: list[nn.Module] = []
         if config.scale == 4:
-            tail.append(nn.Sequential(conv(c, 4 * c), nn.PixelShuffle(2)))
-        tail.append(conv_block(c, 3))
+            tail.append(nn.Sequential(conv(hc, 4 * hc), nn.PixelShuffle(2)))
+        tail.append(conv_block(hc, 3))
         self.tail = nn.Sequential(*tail)
 
     def son_of(self, lr: Tensor) -> Tensor:

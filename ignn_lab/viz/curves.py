@@ -65,7 +65,7 @@ def training_curves_figure(runs: dict[str, list[dict]], *, title: str | None = N
     ax_val.set_ylabel("validation PSNR-Y (dB)")
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
-        if len(runs) > 1 or any(runs.values()):
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
