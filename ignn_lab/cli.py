@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ignn_lab._interrupt import run_interruptible
+
 __all__ = ["main", "build_parser"]
 
 
@@ -344,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
-        return int(a.func(a) or 0)
+        return run_interruptible(lambda: int(a.func(a) or 0), f"ignn-lab {a.command}")
     except (FileNotFoundError, ValueError, ImportError, KeyError) as exc:
         print(f"ignn-lab {a.command}: error: {exc}", file=sys.stderr)
         return 2
