@@ -436,28 +436,11 @@ def to_markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ignn_lab.lab.bench_knn --json OUT [--quick]``; ``--probe SPEC`` runs one memory probe."""
-    p = argparse.ArgumentParser(prog="python -m ignn_lab.lab.bench_knn")
-    p.add_argument("--json", help="output JSON path")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--data-root")
-    p.add_argument("--cases", nargs="+", help="subset of cases (train-x2, set14-x2, urban-x2, urban-x4)")
-    p.add_argument("--embeddings", nargs="+", help="pixel and/or vgg-random")
-    p.add_argument("--no-memory", action="store_true", help="skip the memory probes")
-    p.add_argument("--table", metavar="JSON", help="print the Markdown table of an existing result and exit")
-    p.add_argument("--probe", help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.table:
-        print(to_markdown(json.loads(Path(a.table).read_text())), end="")
-        return 0
-    if a.probe:
-        print(json.dumps(_probe(json.loads(a.probe))))
-        return 0
-    if not a.json:
-        p.error("--json is required")
-    run(a.json, quick=a.quick, data_root=a.data_root, cases=a.cases, embeddings=a.embeddings,
-        memory=not a.no_memory)
-    print(f"wrote {a.json}")
+    """The memory probe's subprocess entry (``python -m ignn_lab.lab.bench_knn --probe SPEC``, run by
+    :func:`measure_memory`); users run the benchmark with ``ignn-lab bench knn``."""
+    p = argparse.ArgumentParser(prog="python -m ignn_lab.lab.bench_knn", description=main.__doc__)
+    p.add_argument("--probe", required=True, help="the probe's spec (JSON)")
+    print(json.dumps(_probe(json.loads(p.parse_args(argv).probe))))
     return 0
 
 
