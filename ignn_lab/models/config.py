@@ -60,12 +60,6 @@ def _check_bool(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
 
 
-def _check_body(cfg: EDSRConfig | IGNNConfig) -> None:
-    _check_choice("scale", cfg.scale, SCALES)
-    _check_int("n_feats", cfg.n_feats)
-    _check_int("n_resblocks", cfg.n_resblocks, 0)
-
-
 class _DictConfig:
     """``to_dict`` / ``from_dict`` of the configs: plain (nested) dicts; ``from_dict`` rejects unknown keys."""
 
@@ -98,7 +92,23 @@ def _from_dict(cls, data: dict[str, Any]):
 
 
 @dataclass(frozen=True)
-class EDSRConfig(_DictConfig):
+class _BodyConfig(_DictConfig):
+    """The residual body both networks share (their first five fields)."""
+
+    scale: int = 2
+    n_feats: int = 256
+    n_resblocks: int = 32
+    res_scale: float = 0.1
+    rgb_range: float = 255.0
+
+    def __post_init__(self) -> None:
+        _check_choice("scale", self.scale, SCALES)
+        _check_int("n_feats", self.n_feats)
+        _check_int("n_resblocks", self.n_resblocks, 0)
+
+
+@dataclass(frozen=True)
+class EDSRConfig(_BodyConfig):
     """EDSR. Defaults: the paper model (32 blocks × 256, residual scaling 0.1).
 
     Attributes:
@@ -110,14 +120,6 @@ class EDSRConfig(_DictConfig):
     """
 
     arch = "edsr"
-    scale: int = 2
-    n_feats: int = 256
-    n_resblocks: int = 32
-    res_scale: float = 0.1
-    rgb_range: float = 255.0
-
-    def __post_init__(self) -> None:
-        _check_body(self)
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ class GraphConfig(_DictConfig):
 
 
 @dataclass(frozen=True)
-class IGNNConfig(_DictConfig):
+class IGNNConfig(_BodyConfig):
     """IGNN (spec §1, §6). Defaults: the paper model (C = 256, R = 32, graph after block 16).
 
     Attributes:
@@ -204,17 +206,12 @@ class IGNNConfig(_DictConfig):
     """
 
     arch = "ignn"
-    scale: int = 2
-    n_feats: int = 256
-    n_resblocks: int = 32
-    res_scale: float = 0.1
-    rgb_range: float = 255.0
     graph_position: int | None = None
     aggregation: Aggregation = "graph"
     graph: GraphConfig = field(default_factory=GraphConfig)
 
     def __post_init__(self) -> None:
-        _check_body(self)
+        super().__post_init__()
         _check_choice("aggregation", self.aggregation, AGGREGATIONS)
         if isinstance(self.graph, dict):  # tolerate a nested dict (e.g. from JSON); still strict on keys
             object.__setattr__(self, "graph", GraphConfig.from_dict(self.graph))
