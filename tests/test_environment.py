@@ -65,3 +65,15 @@ def test_optional_packages_match_their_extras():
             matched += 1
             assert conda[req.name.lower()] == req.specifier, req.name
     assert matched >= 5
+
+
+def test_package_data_ships_every_file_the_code_reads():
+    """Every non-Python file in ignn_lab/ (the C kernel and its header, configs, ...) is in a wheel: a missing
+    _kernels.h would break ``import ignn_lab.graph`` after ``pip install``."""
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["ignn_lab"]
+    package = ROOT / "ignn_lab"
+    files = [p.relative_to(package) for p in package.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
+             and not p.name.startswith(".") and "__pycache__" not in p.parts]
+    assert files  # the check is not vacuous
+    missing = [str(f) for f in files if not any(f.match(g) for g in globs)]
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"

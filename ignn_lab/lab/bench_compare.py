@@ -54,9 +54,11 @@ def _git(root: Path, *args: str) -> str:
 
 @contextmanager
 def _worktree(root: Path, rev: str) -> Iterator[Path]:
-    commit = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}") if rev else ""
-    if not commit:
-        raise ValueError(f"--base {rev!r} is not a revision of {root}")
+    found = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                           capture_output=True, text=True)
+    commit = found.stdout.strip()
+    if found.returncode or not commit:
+        raise ValueError(f"--base {rev!r} is not a revision of {root} (a branch, tag or commit is accepted)")
     with tempfile.TemporaryDirectory(prefix="ignn-lab-compare-") as tmp:
         tree = Path(tmp) / "base"
         _git(root, "worktree", "add", "--detach", str(tree), commit)
