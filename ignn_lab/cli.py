@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ignn_lab._interrupt import run_interruptible
+
 __all__ = ["main", "build_parser"]
 
 
@@ -141,29 +143,75 @@ def cmd_explore(a) -> int:
 
 
 def cmd_bench(a) -> int:
-    if a.what == "sweep":
-        from ignn_lab.lab.lite_sweep import parse_bodies, run as sweep
+    """Every benchmark of ``ignn_lab.lab``; each writes JSON (and a table / chart beside it)."""
+    if a.what == "knn":
+        from ignn_lab.lab import bench_knn
 
-        sweep(a.json, parse_bodies(a.bodies), minutes=a.minutes, jobs=a.jobs, threads=a.threads)
-        print((Path(a.json).with_suffix(".md")).read_text(), end="")
-        print(f"wrote {a.json}")
-        return 0
-    if a.what == "train":
+        if a.table:
+            print(bench_knn.to_markdown(json.loads(Path(a.table).read_text())), end="")
+            return 0
+        if not a.json:
+            raise ValueError("bench knn needs --json OUT (or --table RESULT.json to print an existing result)")
+        bench_knn.run(a.json, quick=a.quick, data_root=a.data_root, cases=a.cases, embeddings=a.embeddings,
+                      memory=not a.no_memory)
+    elif a.what == "models":
+        from ignn_lab.lab.bench_models import markdown, run
+
+        print(markdown(run(a.json, quick=a.quick, paper=not a.no_paper, sizes=tuple(a.sizes), scales=tuple(a.scales),
+                           threads=a.threads, progress=not a.quiet)), end="")
+    elif a.what == "memory":
+        from ignn_lab.lab.bench_models import memory_check
+
+        res = memory_check(a.json, model=a.model, scale=a.scale, size=a.size, budget_gb=a.budget_gb, tile=a.tile,
+                           threads=a.threads)
+        if "error" in res:
+            raise ValueError(f"the memory check failed: {res['error']}")
+        print(f"peak RSS {res['peak_rss_mb'] / 1024:.2f} GB with {res['tiles']} tiles of {res['tile']} "
+              f"({res['seconds']:.0f} s)")
+    elif a.what == "eval":
+        from ignn_lab.lab.bench_eval import run
+
+        res = run(a.json, quick=a.quick, full=not a.no_full)
+        print(f"kit {res['ignn_lab_s']} s, numpy baseline {res['baseline_numpy_s']} s ({res['speedup']}×)")
+    elif a.what == "sizing":
+        import torch
+
+        from ignn_lab.lab.sizing import parse_bodies, run, summary
+
+        if a.threads:
+            torch.set_num_threads(a.threads)  # this process is the benchmark: its thread count is the setting
+        print(summary(run(a.json, quick=a.quick, bodies=parse_bodies(a.sweep))))
+    elif a.what == "parity":
+        from ignn_lab.data.datasets import reference_root
+        from ignn_lab.lab.parity import run, summary
+
+        ref = a.reference or reference_root(a.data_root)
+        if ref is None:
+            raise FileNotFoundError("the reference folder (official_ignn_*.pt) was not found; pass --reference DIR")
+        print(summary(run(ref, a.json)))
+    elif a.what == "train":
         from ignn_lab.lab.bench_train import VARIANTS, run as bench_train
 
         variants = tuple(_csv(a.variants)) if a.variants else VARIANTS[:3]
-        bench_train(a.json, quick=a.quick, variants=variants)
+        bench_train(a.json, quick=a.quick, variants=variants, data_root=a.data_root)
         print(Path(a.json).with_suffix(".md").read_text(), end="")
-        print(f"wrote {a.json}")
-        return 0
-    if a.what == "knn":
-        from ignn_lab.lab.bench_knn import run
-    elif a.what == "eval":
-        from ignn_lab.lab.bench_eval import run
+    elif a.what == "sweep":
+        from ignn_lab.lab.lite_sweep import parse_bodies, run as sweep
+
+        sweep(a.json, parse_bodies(a.bodies), minutes=a.minutes, jobs=a.jobs, threads=a.threads,
+              data_root=a.data_root)
+        print((Path(a.json).with_suffix(".md")).read_text(), end="")
     else:
-        from ignn_lab.lab.bench_models import run
-    run(a.json, quick=a.quick)
-    print(f"wrote {a.json}")
+        from ignn_lab.lab.bench_compare import markdown, run
+
+        res = run(a.base, a.json, quick=a.quick, rounds=a.rounds, data_root=a.data_root, progress=not a.quiet)
+        print(markdown(res), end="")
+        if not res["ok"]:
+            print("bench compare: " + ("results differ" if not res["all_identical"] else
+                                       f"slower than the run-to-run spread: {', '.join(res['slower'])}"))
+            return 1
+    if a.json:
+        print(f"wrote {a.json}")
     return 0
 
 
@@ -298,17 +346,65 @@ def build_parser() -> argparse.ArgumentParser:
     common(x)
     x.set_defaults(func=cmd_explore)
 
-    b = sub.add_parser("bench", help="benchmarks that write JSON (and a PNG chart beside it)")
-    b.add_argument("what", choices=["knn", "models", "eval", "sweep", "train"])
-    b.add_argument("--variants", help="train: fp32,fp32-contiguous,bf16,bf16-compile (default: the first three)")
-    b.add_argument("--json", required=True, help="output JSON path")
-    b.add_argument("--quick", action="store_true", help="a reduced run that takes seconds")
-    b.add_argument("--bodies", default="8x32x1,12x32x1,16x32x1,6x48x1,24x16x1,44x16x0.1,12x32x0.1,12x32x1:none",
-                   help="sweep: bodies BLOCKSxWIDTHxRES_SCALE[:amp]")
-    b.add_argument("--minutes", type=float, default=12.0, help="sweep: CPU budget per body")
-    b.add_argument("--jobs", type=int, default=2, help="sweep: runs at once")
-    b.add_argument("--threads", type=int, default=1, help="sweep: torch threads per run")
-    b.set_defaults(func=cmd_bench)
+    b = sub.add_parser("bench", help="benchmarks that write JSON (and a table or chart beside it)")
+    bsub = b.add_subparsers(dest="what", required=True)
+
+    def bench(name, text, json_required=True):
+        sp = bsub.add_parser(name, help=text, description=text)
+        sp.add_argument("--json", required=json_required, help="output JSON path")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.set_defaults(func=cmd_bench)
+        return sp
+
+    bk = bench("knn", "cross_scale_knn: every backend against the naive released search", json_required=False)
+    bk.add_argument("--quick", action="store_true", help="small shapes, one repeat: seconds")
+    bk.add_argument("--data-root", help="datasets folder of the input images (default: the usual resolution)")
+    bk.add_argument("--cases", type=_csv, help="train-x2, set14-x2, urban-x2, urban-x4 (--quick: train-x2-quick, "
+                    "small-x2)")
+    bk.add_argument("--embeddings", type=_csv, help="pixel and/or vgg-random")
+    bk.add_argument("--no-memory", action="store_true", help="skip the memory probes (subprocesses)")
+    bk.add_argument("--table", metavar="RESULT", help="print the Markdown table of an existing result and exit")
+    bm = bench("models", "EDSR vs IGNN: parameters, FLOPs, CPU time, peak memory")
+    bm.add_argument("--quick", action="store_true", help="lite models, one small image: seconds")
+    bm.add_argument("--no-paper", action="store_true", help="skip the paper-size models (minutes each)")
+    bm.add_argument("--sizes", type=_ints, default=[128, 256], help="LR sides, comma-separated")
+    bm.add_argument("--scales", type=_ints, default=[2, 4], help="scales, comma-separated")
+    bm.add_argument("--threads", type=int, help="torch threads per measurement (default: all cores)")
+    bmem = bench("memory", "peak RSS of a tiled upscale (paper-size IGNN x2 on a 1024x1024 LR image by default)")
+    bmem.add_argument("--model", default="ignn")
+    bmem.add_argument("--scale", type=int, default=2)
+    bmem.add_argument("--size", type=int, default=1024, help="LR side")
+    bmem.add_argument("--budget-gb", type=float, help="memory budget of the tiling (default: the engine's)")
+    bmem.add_argument("--tile", type=int, help="a fixed tile side instead of the budget")
+    bmem.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    be = bench("eval", "the evaluation pipeline against a plain numpy implementation of the protocol")
+    be.add_argument("--quick", action="store_true", help="two images: seconds")
+    be.add_argument("--no-full", action="store_true", help="skip timing the full 12-cell bicubic table")
+    bz = bench("sizing", "how the lite sizes were chosen: training-step and inference timings of the lite models")
+    bz.add_argument("--quick", action="store_true", help="3 repeats instead of 9")
+    bz.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    bz.add_argument("--sweep", default="", help="other bodies to time, BLOCKSxWIDTH comma-separated (e.g. 32x16,48x16)")
+    bp = bench("parity", "the kit's IGNN against the released code's fixtures (official_ignn_*.pt)")
+    bp.add_argument("--reference", help="folder with official_ignn_*.pt (default: beside the data root)")
+    bp.add_argument("--data-root", help="datasets folder whose reference/ sibling holds the fixtures")
+    bs = bench("sweep", "lite body sweep: train candidate bodies for the same CPU budget, compare validation PSNR")
+    bs.add_argument("--bodies", default="8x32x1,12x32x1,16x32x1,6x48x1,24x16x1,44x16x0.1,12x32x0.1,12x32x1:none",
+                    help="bodies BLOCKSxWIDTHxRES_SCALE[:amp]")
+    bs.add_argument("--minutes", type=float, default=12.0, help="CPU budget per body")
+    bs.add_argument("--jobs", type=int, default=2, help="runs at once")
+    bs.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    bs.add_argument("--data-root", help="datasets folder (training and validation images)")
+    bt = bench("train", "training steps/s of EDSR-lite and IGNN-lite, alternately in one process: fp32, "
+               "contiguous activations, bfloat16 autocast, torch.compile")
+    bt.add_argument("--quick", action="store_true", help="3 timed steps per model and variant")
+    bt.add_argument("--variants", help="fp32,fp32-contiguous,bf16,bf16-compile (default: the first three)")
+    bt.add_argument("--data-root", help="datasets folder (T91 crops; random patches without it)")
+    bc = bench("compare", "the kNN and model rows of a base revision and this checkout, timed alternately in one "
+               "run; results must be bit-identical", json_required=False)
+    bc.add_argument("--base", required=True, help="git revision to compare against (main, a commit, HEAD~1)")
+    bc.add_argument("--quick", action="store_true", help="small shapes, 2 rounds: checks that it works")
+    bc.add_argument("--rounds", type=int, help="timed rounds (default 5; 2 with --quick)")
+    bc.add_argument("--data-root", help="datasets folder of the kNN input images")
 
     u = sub.add_parser("upscale", help="super-resolve images without ground truth")
     u.add_argument("inputs", help="an image or a folder of images")
@@ -353,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
-        return int(a.func(a) or 0)
+        return run_interruptible(lambda: int(a.func(a) or 0), f"ignn-lab {a.command}")
     except (FileNotFoundError, ValueError, ImportError, KeyError) as exc:
         print(f"ignn-lab {a.command}: error: {exc}", file=sys.stderr)
         return 2

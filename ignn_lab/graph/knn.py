@@ -8,7 +8,12 @@
 * ``auto``: ``torch`` for windowed search; for whole-image search on CPU ``torch`` when its C kernels are built
   (:mod:`~ignn_lab.graph.kernels`; measured faster than faiss at every benchmark shape), otherwise ``faiss``
   when it imports and the work per image (queries × son patches × D) reaches :data:`AUTO_FAISS_MIN_WORK`
-  (measured crossover, ``docs/graph.md``), else ``torch``. On a GPU, ``faiss`` only with a faiss-gpu build.
+  (measured crossover, ``docs/benchmarks.md``), else ``torch``. On a GPU, ``faiss`` only with a faiss-gpu build.
+
+The torch backend has engines (:data:`~ignn_lab.graph.knn_torch.ENGINES`: the C kernels with bfloat16 or
+float32 GEMM keys, or torch alone); ``engine="auto"`` picks the fastest that applies. What a call computes
+depends only on its arguments; what ran (backend, engine, selection, shortlist, rescans) comes back in the
+:class:`CrossScaleGraph`.
 
 Distances are squared L2 between patch vectors, computed as ``Σ (q − s)²`` by the same function in every
 backend (:func:`~ignn_lab.graph.knn_exact.exact_sqdist`), so the backends agree bit for bit. Ties go to the
@@ -23,22 +28,25 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ignn_lab.graph.knn_exact import exact_sqdist
+from ignn_lab.graph import kernels, knn_faiss, knn_torch
+from ignn_lab.graph.faiss_ops import faiss_available, faiss_has_gpu, load_faiss
+from ignn_lab.graph.knn_exact import SearchStats, exact_sqdist
+from ignn_lab.graph.knn_torch import ENGINES, SELECTIONS, Engine, Selection
 from ignn_lab.graph.patches import calc_padding, grid_size, im2patch, im2patch_rows
 from ignn_lab.graph.window import Centering, effective_window, window_table
 
 Backend = Literal["auto", "torch", "reference", "faiss"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "reference", "faiss")
 #: ``auto`` uses faiss for a whole-image CPU search when queries × son patches × D per image reaches this
-#: (measured crossover, docs/graph.md: below it the torch path's lower overhead wins; above it faiss's fused
-#: GEMM + heap selection is faster).
+#: (measured crossover, docs/benchmarks.md: below it the torch path's lower overhead wins; above it faiss's
+#: fused GEMM + heap selection is faster).
 AUTO_FAISS_MIN_WORK = 1 << 27
-#: ... and only for patch vectors of at least this many dimensions: on a quiet CPU the torch path was 16–30 %
-#: faster than faiss for 27-d patches at every size, faiss 5–7 % faster for 576-d ones (docs/graph.md).
+#: ... and only for patch vectors of at least this many dimensions: without the C kernels the torch path was
+#: faster than faiss for 27-d patches at every size, faiss faster for 576-d ones (docs/benchmarks.md).
 AUTO_FAISS_MIN_DIM = 64
 
-__all__ = ["AUTO_FAISS_MIN_DIM", "AUTO_FAISS_MIN_WORK", "BACKENDS", "Backend", "CrossScaleGraph", "cross_scale_knn",
-           "knn_reference", "resolve_backend"]
+__all__ = ["AUTO_FAISS_MIN_DIM", "AUTO_FAISS_MIN_WORK", "BACKENDS", "Backend", "CrossScaleGraph", "ENGINES", "Engine",
+           "SELECTIONS", "Selection", "cross_scale_knn", "knn_reference", "resolve_backend"]
 
 
 @dataclass
@@ -55,6 +63,13 @@ class CrossScaleGraph:
         window: the effective square window side, or None when the search was global.
         backend: the backend that ran (``torch``, ``faiss`` or ``reference``; never ``auto``).
         note: why ``auto`` chose that backend (e.g. ``faiss not installed``); empty for an explicit choice.
+        engine: what computed the result: ``c-bf16``, ``c-float32`` or ``torch`` (torch backend), ``faiss``,
+            ``reference``; never ``auto``.
+        selection: how shortlists were picked: ``kernel``, ``heap``, ``topk``, ``faiss``; ``none`` for the
+            reference, which computes every distance.
+        shortlist: candidates recomputed exactly per row (None for the reference).
+        rescans: rows whose shortlist was not certified and that were searched again exactly (None for the
+            reference).
     """
 
     index: Tensor
@@ -69,6 +84,10 @@ class CrossScaleGraph:
     stride: int
     backend: str
     note: str = ""
+    engine: str = "reference"
+    selection: str = "none"
+    shortlist: int | None = None
+    rescans: int | None = None
 
 
 def _stable_topk(dist: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -111,7 +130,8 @@ def knn_reference(q: Tensor, s: Tensor, k: int, table: Tensor | None,
 
 
 def resolve_backend(backend: str, *, windowed: bool, device: torch.device, work: int,
-                    dim: int | None = None, dtype: torch.dtype | None = None) -> tuple[str, str]:
+                    dim: int | None = None, dtype: torch.dtype | None = None,
+                    engine: Engine = "auto") -> tuple[str, str]:
     """The backend that runs for a request, and a note saying why (empty for an explicit choice).
 
     Args:
@@ -121,6 +141,8 @@ def resolve_backend(backend: str, *, windowed: bool, device: torch.device, work:
         work: queries × candidates × D per image (M·N·D for a global search).
         dim: D, the patch-vector length (None: not considered).
         dtype: the tensors' dtype (None: float32 assumed).
+        engine: the torch backend's engine; ``torch`` rules out the C kernels, so ``auto`` then follows the
+            faiss rules for whole-image search.
 
     Raises:
         ValueError: unknown backend.
@@ -131,13 +153,8 @@ def resolve_backend(backend: str, *, windowed: bool, device: torch.device, work:
         return backend, ""
     if windowed:
         return "torch", "windowed search: tiled torch GEMM is fastest"
-    if device.type == "cpu" and dtype in (None, torch.float32):
-        from ignn_lab.graph import kernels
-
-        if kernels.load() is not None:
-            return "torch", "whole-image search on CPU: torch with the C kernels is faster than faiss"
-    from ignn_lab.graph.knn_faiss import faiss_available, faiss_has_gpu, load_faiss
-
+    if device.type == "cpu" and dtype in (None, torch.float32) and engine != "torch" and kernels.load() is not None:
+        return "torch", "whole-image search on CPU: torch with the C kernels is faster than faiss"
     if not faiss_available():
         return "torch", "faiss not installed (pip install 'ignn-lab[faiss]'), using torch"
     if device.type != "cpu":
@@ -190,6 +207,9 @@ def cross_scale_knn(
     backend: Backend = "auto",
     centering: Centering = "corrected",
     tile: int | tuple[int, int] | None = None,
+    engine: Engine = "auto",
+    selection: Selection = "auto",
+    shortlist_extra: int | None = None,
 ) -> CrossScaleGraph:
     """Exact k nearest son patches for every query patch.
 
@@ -204,16 +224,26 @@ def cross_scale_knn(
         graph_scale: g, the son's downscale factor (2 for ×2/×4, 3 for ×3; 1 for same-scale search).
         backend: "auto", "torch", "reference" or "faiss".
         centering: "corrected" (``⌊i/g⌋ - ⌊s/2⌋``) or "released" (``⌊i/2⌋ - ⌊s/g⌋``, the released code).
-        tile: query-tile side, or (rows, cols), of the torch backend's windowed search (default: chosen by a
-            measured cost model, :func:`~ignn_lab.graph.knn_tiles.choose_tile`).
+        tile: query-tile side, or (rows, cols), of the torch backend's tiled search (default: chosen by a
+            measured cost model, :func:`~ignn_lab.graph.knn_tiles.choose_tile`; for a whole-image search
+            through the C kernels, :data:`~ignn_lab.graph.knn_torch.GLOBAL_TILE`).
+        engine: the torch backend's engine: "auto" (the fastest that applies), "torch", "c-float32" or
+            "c-bf16" (:func:`~ignn_lab.graph.knn_torch.plan_engine`); a named engine that cannot run these
+            inputs is an error. Only "auto" with the faiss and reference backends.
+        selection: the "torch" engine's shortlist selection: "auto", "topk" or "heap" (faiss's heap).
+        shortlist_extra: candidates recomputed exactly beyond k (default 3; 5 with bfloat16 keys). Fewer mean
+            more rows rescanned; the result is the same.
+
+    Every combination of backend, engine, selection, shortlist_extra and tile returns the same tensors.
 
     Returns:
         A :class:`CrossScaleGraph`: ``index`` B×M×k int64 and ``distance`` B×M×k (query dtype), exact,
-        ascending, ties to the lower son index.
+        ascending, ties to the lower son index; and what ran (backend, engine, selection, shortlist, rescans).
 
     Raises:
         TypeError: non-tensor or non-floating inputs, non-int sizes.
-        ValueError: bad shapes, dtype/device mismatch, k out of range, unknown backend or centering.
+        ValueError: bad shapes, dtype/device mismatch, k out of range, unknown backend, engine, selection or
+            centering, an engine or selection that cannot run these inputs.
         ImportError: ``backend="faiss"`` without faiss installed.
     """
     _check_inputs(query, son)
@@ -225,8 +255,14 @@ def cross_scale_knn(
     if tile is not None:
         for t in (tile if isinstance(tile, tuple) else (tile,)):
             _check_int("tile", t, 1)
+    if shortlist_extra is not None:
+        _check_int("shortlist_extra", shortlist_extra, 0)
     if centering not in ("corrected", "released"):
         raise ValueError(f"centering must be 'corrected' or 'released', got {centering!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}; got {selection!r}")
     for name, t in (("query", query), ("son", son)):
         if min(t.shape[2:]) < patch_size:
             raise ValueError(f"{name} is {t.shape[2]}×{t.shape[3]}, smaller than the patch size {patch_size}")
@@ -239,17 +275,38 @@ def cross_scale_knn(
     if k > n_cand:
         raise ValueError(f"k={k} must be between 1 and the number of candidates ({n_cand})")
     work = qgrid[0] * qgrid[1] * n_cand * query.shape[1] * patch_size * patch_size
-    name, note = resolve_backend(backend, windowed=side is not None, device=query.device, work=work,
-                                 dtype=torch.float64 if query.dtype == torch.float64 else torch.float32,
-                                 dim=query.shape[1] * patch_size * patch_size)
     compute = torch.float64 if query.dtype == torch.float64 else torch.float32
+    name, note = resolve_backend(backend, windowed=side is not None, device=query.device, work=work, dtype=compute,
+                                 dim=query.shape[1] * patch_size * patch_size, engine=engine)
+    if name != "torch" and (engine != "auto" or selection != "auto"):
+        raise ValueError(f"engine and selection choose among the torch backend's engines; the {name} backend "
+                         f"runs with engine='auto', selection='auto' (got {engine!r}, {selection!r})")
     q, s = query.to(compute), son.to(compute)
     if name == "reference":
         dist, idx = _run_reference(q, s, k, patch_size, stride, side, graph_scale, centering)
+        stats = SearchStats("reference", "none", None, None)
     else:
-        dist, idx = _run_fast(name, q, s, sgrid, k, patch_size, stride, side, graph_scale, centering, tile)
+        sv = im2patch_rows(s, 0, sgrid[0], patch_size, stride)  # B×N×D, contiguous
+        if name == "faiss":
+            load_faiss()  # a clear ImportError before any work
+            if side is None:
+                dist, idx, stats = knn_faiss.global_search(q, sv, k, patch_size=patch_size, stride=stride,
+                                                           shortlist_extra=shortlist_extra)
+            else:
+                dist, idx, stats = knn_faiss.windowed_search(q, sv, sgrid, side, graph_scale, k, centering=centering,
+                                                             patch_size=patch_size, stride=stride,
+                                                             shortlist_extra=shortlist_extra)
+        elif side is None:
+            dist, idx, stats = knn_torch.global_search(q, sv, sgrid, k, patch_size=patch_size, stride=stride,
+                                                       tile=tile, engine=engine, selection=selection,
+                                                       shortlist_extra=shortlist_extra)
+        else:
+            dist, idx, stats = knn_torch.windowed_search(q, sv, sgrid, side, graph_scale, k, centering=centering,
+                                                         patch_size=patch_size, stride=stride, tile=tile,
+                                                         engine=engine, selection=selection,
+                                                         shortlist_extra=shortlist_extra)
     return CrossScaleGraph(idx, dist.to(query.dtype), qgrid, sgrid, qpad, spad, side, graph_scale, patch_size,
-                           stride, name, note)
+                           stride, name, note, stats.engine, stats.selection, stats.shortlist, stats.rescans)
 
 
 def _run_reference(q: Tensor, s: Tensor, k: int, patch_size: int, stride: int, side: int | None,
@@ -260,21 +317,3 @@ def _run_reference(q: Tensor, s: Tensor, k: int, patch_size: int, stride: int, s
     if side is not None:
         table = window_table(qgrid, sgrid, side, graph_scale, centering, order="row", device=q.device)
     return knn_reference(qv, sv, k, table)
-
-
-def _run_fast(name: str, q: Tensor, s: Tensor, sgrid: tuple[int, int], k: int, patch_size: int, stride: int,
-              side: int | None, graph_scale: int, centering: Centering,
-              tile: int | tuple[int, int] | None) -> tuple[Tensor, Tensor]:
-    if name == "faiss":
-        from ignn_lab.graph import knn_faiss as impl
-
-        impl.load_faiss()  # a clear ImportError before any work
-    else:
-        from ignn_lab.graph import knn_torch as impl
-    sv = im2patch_rows(s, 0, sgrid[0], patch_size, stride)  # B×N×D, contiguous
-    if side is None:
-        extra = {"son_grid": sgrid} if name == "torch" else {}
-        return impl.global_search(q, sv, k, patch_size=patch_size, stride=stride, **extra)
-    kwargs = {"tile": tile} if name == "torch" else {}
-    return impl.windowed_search(q, sv, sgrid, side, graph_scale, k, centering=centering,
-                                patch_size=patch_size, stride=stride, **kwargs)

@@ -25,7 +25,7 @@ rounded to bfloat16 once, so ``y ≥ key − u/(1−u)·|key|``; the lower bound
 zero). Measured on Urban100 ×2 (576-d): with tile centring and ``k + 5`` shortlisted, ≈ 95 % of rows are
 certified by the shortlist; the rest are rescanned exactly inside the kernel.
 
-:func:`bf16_keys_ok` requires native bfloat16 dot products and checks once per process and GEMM width that
+:func:`bf16_keys_check` requires native bfloat16 dot products and checks once per process and GEMM width that
 this CPU's bfloat16 GEMM meets that error model (float32 accumulation, one rounding of the result); otherwise
 the float32 path runs.
 """
@@ -39,11 +39,9 @@ from torch import Tensor
 
 from ignn_lab.graph.knn_exact import max_abs_within
 
-__all__ = ["BF16_KEYS", "C1", "KAPPA_UP", "MAX_ABS", "MIN_DIM", "SHORTLIST_EXTRA_BF16", "T_SPLIT", "UP",
-           "bf16_gamma", "bf16_keys_ok", "bound_map", "key_width"]
+__all__ = ["C1", "KAPPA_UP", "MAX_ABS", "MIN_DIM", "SHORTLIST_EXTRA_BF16", "T_SPLIT", "UP", "bf16_gamma",
+           "bf16_keys_check", "bound_map", "key_width"]
 
-#: Use bfloat16 shortlist keys where :func:`bf16_keys_ok` allows (False forces the float32 GEMM).
-BF16_KEYS = True
 _U = 2.0 ** -8  # bfloat16 unit round-off
 _U32 = 2.0 ** -24
 #: ‖x − bf16(fl(x))‖ ≤ C1·‖bf16(fl(x))‖ for the exact centred vector x (componentwise, hence in norm).
@@ -58,7 +56,8 @@ KAPPA_UP = float(torch.tensor(UP / (T_SPLIT * (1 - T_SPLIT))).bfloat16())
 MAX_ABS = 1e12
 #: Extra shortlisted candidates beyond k: bfloat16 keys are coarser than float32 bounds.
 SHORTLIST_EXTRA_BF16 = 5
-#: Fewer patch dimensions than this keep the float32 GEMM (it is a small part of the work there).
+#: ``engine="auto"`` keeps the float32 GEMM for fewer patch dimensions than this (the GEMM is a small part of
+#: the work there).
 MIN_DIM = 64
 _EXTRA = 6  # hs, ls, 1, 1, f, f² (and their query partners)
 
@@ -98,13 +97,17 @@ def _gemm_checked(width: int) -> bool:
     return bool(((out - exact).abs() <= allowed).all())
 
 
-def bf16_keys_ok(query: Tensor, son: Tensor, dim: int) -> float | None:
-    """max |input| when bfloat16 keys apply to these inputs, else None: :data:`BF16_KEYS` set, float32 CPU
-    tensors, ``dim ≥ MIN_DIM``, finite entries within ±:data:`MAX_ABS`, a CPU with native bfloat16 dot
-    products whose GEMM passes :func:`_gemm_checked` (the caller also needs the C kernels)."""
-    if not BF16_KEYS or dim < MIN_DIM:
-        return None
+def bf16_keys_check(query: Tensor, son: Tensor, dim: int) -> tuple[float | None, str]:
+    """``(max |input|, "")`` when bfloat16 keys apply to these inputs, else ``(None, why not)``: float32 CPU
+    tensors, finite entries within ±:data:`MAX_ABS`, a CPU with native bfloat16 dot products whose GEMM passes
+    :func:`_gemm_checked` (the caller also needs the C kernels)."""
+    if query.dtype != torch.float32 or query.device.type != "cpu":
+        return None, f"bfloat16 keys need float32 CPU tensors, got {query.dtype} on {query.device}"
     if not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
-        return None
+        return None, "this CPU has no native bfloat16 dot products (AVX512-BF16 or AMX)"
     amax = max_abs_within((query, son), MAX_ABS)
-    return amax if amax is not None and _gemm_checked(key_width(dim)) else None
+    if amax is None:
+        return None, f"inputs must be finite and within ±{MAX_ABS:g} for bfloat16 keys"
+    if not _gemm_checked(key_width(dim)):
+        return None, "this CPU's bfloat16 GEMM does not meet the error model of the bounds"
+    return amax, ""

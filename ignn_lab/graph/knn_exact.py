@@ -21,28 +21,51 @@ Ties therefore go to the lower son index in every backend, and distances are bit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from ignn_lab.graph import kernels
+from ignn_lab.graph.faiss_ops import faiss_available, heap_smallest
 
-__all__ = ["LANES", "exact_sqdist", "gemm_gamma", "recompute_delta", "shortlist_size", "refine_shortlist",
-           "refine_topk", "workspace", "heap_select_ok", "max_abs_within", "PAIR_CHUNK", "SHORTLIST_EXTRA",
-           "HEAP_MAX_ABS", "HEAP_MAX_CANDIDATES"]
+__all__ = ["LANES", "PAIR_CHUNK", "SHORTLIST_EXTRA", "HEAP_MAX_ABS", "HEAP_MAX_CANDIDATES", "SearchStats",
+           "exact_sqdist", "gemm_gamma", "heap_select_ok", "max_abs_within", "recompute_delta", "refine_shortlist",
+           "refine_topk", "shortlist_size", "smallest_entries", "workspace"]
 
-#: Extra shortlisted candidates beyond k (measured: with tile centring, <2 % of rows need the fallback).
+#: Extra shortlisted candidates beyond k, by default (measured: with tile centring, <2 % of rows need the
+#: fallback).
 SHORTLIST_EXTRA = 3
 #: Elements (pairs × D) recomputed per fallback chunk; bounds the fallback's memory.
 PAIR_CHUNK = 1 << 22
+#: float32 distances are summed in this many lanes (see :func:`exact_sqdist`; defined in ``_kernels.h``).
+LANES = kernels.LANES
 
 
-#: float32 distances are summed in this many lanes (see :func:`exact_sqdist`).
-LANES = 16
+@dataclass(frozen=True)
+class SearchStats:
+    """What a fast search ran, for :class:`~ignn_lab.graph.knn.CrossScaleGraph`.
+
+    Attributes:
+        engine: ``c-bf16``, ``c-float32`` or ``torch`` (torch backend), ``faiss`` (faiss backend),
+            ``reference``.
+        selection: how shortlists were selected: ``kernel`` (inside the C kernel), ``heap`` (faiss's heap),
+            ``topk`` (torch), ``faiss`` (faiss's search).
+        shortlist: candidates recomputed exactly per row (at most the candidates a row has); None where every
+            distance is computed.
+        rescans: rows whose shortlist was not certified and that were searched again exactly (None: no
+            shortlist).
+    """
+
+    engine: str
+    selection: str
+    shortlist: int | None
+    rescans: int | None
 
 
 def _lane_sum(sq: Tensor) -> Tensor:
-    """Sum float32 squares over the last dim as the C kernel does: lane ``j`` takes ``i ≡ j (mod 16)`` in a
-    sequential float64 sum (``cumsum`` is sequential), lanes combine pairwise (j + 8, + 4, + 2, + 1), float32."""
+    """Sum float32 squares over the last dim as the C kernel does: lane ``j`` takes ``i ≡ j (mod LANES)`` in a
+    sequential float64 sum (``cumsum`` is sequential), lanes combine pairwise (j + LANES/2, …, + 1), float32."""
     pad = -sq.shape[-1] % LANES
     if pad:
         sq = torch.nn.functional.pad(sq, (0, pad))  # + 0.0 leaves a sum of squares unchanged
@@ -57,7 +80,7 @@ def _lane_sum(sq: Tensor) -> Tensor:
 def exact_sqdist(q: Tensor, cand: Tensor) -> Tensor:
     """Squared L2 by explicit differences, the formula every backend reports.
 
-    float32: float32 differences and squares, summed in float64 in a fixed order (16 lanes of sequential sums,
+    float32: float32 differences and squares, summed in float64 in a fixed order (LANES lanes of sequential sums,
     combined pairwise), rounded once to float32: order-independent of the tensor layout and the same bits as
     the C kernels (:mod:`~ignn_lab.graph.kernels`). Other dtypes: in their own precision, one fixed layout.
 
@@ -157,8 +180,8 @@ def workspace(work: dict | None, name: str, shape: tuple[int, ...], like: Tensor
     return buf[:numel].view(shape)
 
 
-def refine_topk(q: Tensor, son: Tensor, bound: Tensor, cand_index: Tensor, k: int, *,
-                delta: float, work: dict | None = None, heap: bool = False) -> tuple[Tensor, Tensor]:
+def refine_topk(q: Tensor, son: Tensor, bound: Tensor, cand_index: Tensor, k: int, *, shortlist: int,
+                delta: float, work: dict | None = None, heap: bool = False) -> tuple[Tensor, Tensor, int]:
     """Exact k nearest candidates from per-candidate lower bounds (steps 3-5 of the module docstring).
 
     Work comes in G groups of R queries that share a candidate list (a tile and the union of its windows).
@@ -170,18 +193,20 @@ def refine_topk(q: Tensor, son: Tensor, bound: Tensor, cand_index: Tensor, k: in
             window. Every query must have at least ``k`` finite entries.
         cand_index: G×Nc int64, the row of ``son`` of each candidate, increasing along Nc.
         k: neighbours per query.
+        shortlist: candidates recomputed exactly per query, ``k`` or more (:func:`shortlist_size`).
         delta: relative error of :func:`exact_sqdist` (:func:`recompute_delta`).
         work: a dict of reusable buffers (see :func:`workspace`), kept by the caller across calls.
         heap: shortlist with faiss's heap selection (:func:`heap_select_ok` must hold for the inputs).
 
     Returns:
         dist: G×R×k exact squared distances, ascending. idx: G×R×k rows of ``son`` (ties: lower row first).
+        rescans: queries whose shortlist was not certified and that were redone exactly.
     """
     G, R, n_cand = bound.shape
-    kp = shortlist_size(k, n_cand)
+    kp = min(shortlist, n_cand)
     if kp < n_cand:
         use_heap = heap and n_cand <= HEAP_MAX_CANDIDATES
-        short_bound, pos, excluded = _heap_smallest(bound, kp) if use_heap else _smallest(bound, kp)
+        short_bound, pos, excluded = heap_smallest(bound, kp) if use_heap else smallest_entries(bound, kp)
     else:
         pos = torch.arange(n_cand, device=q.device).expand(G, R, n_cand)
         excluded = torch.full((G, R), float("inf"), dtype=bound.dtype, device=q.device)
@@ -193,11 +218,12 @@ def refine_topk(q: Tensor, son: Tensor, bound: Tensor, cand_index: Tensor, k: in
     dist.masked_fill_(torch.isinf(short_bound), float("inf"))
     dist, idx = _sort_by_distance_then_index(dist, idx, k)
     doubtful = ~(excluded * (1 - delta) > dist[..., k - 1])
-    if bool(doubtful.any()):
+    rescans = int(doubtful.sum())
+    if rescans:
         g, r = doubtful.nonzero(as_tuple=True)
         d_f, i_f = _fallback(q[g, r], son, bound[g, r], cand_index[g], dist[g, r, k - 1], k, delta)
         dist[g, r], idx[g, r] = d_f, i_f
-    return dist, idx
+    return dist, idx, rescans
 
 
 #: Candidate lists at least this long are shortlisted through group minima (two short topk, not one long).
@@ -205,8 +231,8 @@ GROUPED_MIN_CANDIDATES = 2048
 _GROUP = 16
 
 
-def _smallest(bound: Tensor, kp: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The ``kp`` smallest entries of each row of G×R×Nc ``bound``: (values, positions, min of the rest).
+def smallest_entries(bound: Tensor, kp: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``kp`` smallest entries of each row of ...×Nc ``bound``: (values, positions, min of the rest).
 
     Long rows first take the minimum of 16 interleaved groups (a vectorised pass), keep the ``kp + 1`` groups
     with the smallest minima, and select among their members only; every entry left out is at least the
@@ -252,47 +278,10 @@ def max_abs_within(tensors: tuple[Tensor, ...], limit: float) -> float | None:
 
 
 def heap_select_ok(*tensors: Tensor) -> bool:
-    """True when shortlists of these inputs may use :func:`_heap_smallest`: float32 CPU tensors with entries
-    in ±:data:`HEAP_MAX_ABS` (NaN fails the test), and faiss installed."""
-    if max_abs_within(tensors, HEAP_MAX_ABS) is None:
-        return False
-    from ignn_lab.graph.knn_faiss import faiss_available
-
-    return faiss_available()
-
-
-def _heap_smallest(bound: Tensor, kp: int) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`_smallest` by faiss's C++ selection: a (kp+1)-entry max-heap per row, one pass over the row.
-
-    Entries are inserted only when smaller than the heap's top, so an entry left out is at least the final
-    top, the ``(kp+1)``-th value: that is the bound on the rest. ``inf`` (masked) entries never enter; an
-    unfilled slot keeps faiss's ``FLT_MAX`` with id −1, which becomes an ``inf`` bound at position 0.
-    Runs on as many OpenMP threads as the calling thread's torch setting.
-    """
-    from ignn_lab.graph.knn_faiss import load_faiss
-
-    faiss = load_faiss()
-    n = bound.shape[-1]
-    rows = bound.reshape(-1, n).contiguous()
-    vals = torch.empty((rows.shape[0], kp + 1), dtype=torch.float32)
-    ids = torch.empty((rows.shape[0], kp + 1), dtype=torch.int64)
-    heap = faiss.float_maxheap_array_t()
-    heap.nh, heap.k = rows.shape[0], kp + 1
-    heap.val = faiss.cast_integer_to_float_ptr(vals.data_ptr())
-    heap.ids = faiss.cast_integer_to_idx_t_ptr(ids.data_ptr())
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(torch.get_num_threads())
-    try:
-        heap.heapify()
-        heap.addn(n, faiss.cast_integer_to_float_ptr(rows.data_ptr()))
-        heap.reorder()
-    finally:
-        faiss.omp_set_num_threads(threads)
-    unfilled = ids[:, :kp] < 0
-    short = vals[:, :kp].masked_fill(unfilled, float("inf"))
-    pos = ids[:, :kp].masked_fill(unfilled, 0)
-    lead = bound.shape[:-1]
-    return short.view(*lead, kp), pos.view(*lead, kp), vals[:, kp].reshape(lead)
+    """True when shortlists of these inputs may use faiss's heap selection
+    (:func:`~ignn_lab.graph.faiss_ops.heap_smallest`): float32 CPU tensors with entries in ±:data:`HEAP_MAX_ABS`
+    (NaN fails the test), and faiss installed."""
+    return max_abs_within(tensors, HEAP_MAX_ABS) is not None and faiss_available()
 
 
 def _fallback(q: Tensor, son: Tensor, bound: Tensor, cand_index: Tensor, dk: Tensor, k: int,

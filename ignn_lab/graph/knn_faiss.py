@@ -1,4 +1,5 @@
-"""The ``faiss`` backend of :func:`ignn_lab.graph.cross_scale_knn` (faiss is optional and imported lazily).
+"""The ``faiss`` backend of :func:`ignn_lab.graph.cross_scale_knn` (faiss is optional and imported lazily,
+through :mod:`~ignn_lab.graph.faiss_ops`).
 
 faiss ranks by ``‖q‖² + ‖s‖² − 2q·s`` in float32, so it only shortlists: it returns ``kp + 1`` neighbours of
 vectors centred at the query chunk's mean; the first ``kp`` are recomputed exactly and the ``(kp+1)``-th
@@ -15,115 +16,22 @@ bound does not certify are redone by the torch path, so results equal the other 
 from __future__ import annotations
 
 import math
-import os
-import sys
-from types import ModuleType
 
 import torch
 from torch import Tensor
 
-from ignn_lab._optional import require
-from ignn_lab.graph.knn_exact import gemm_gamma, recompute_delta, refine_shortlist, shortlist_size
+from ignn_lab.graph.faiss_ops import faiss_search, load_faiss
+from ignn_lab.graph.knn_exact import SearchStats, gemm_gamma, recompute_delta, refine_shortlist, shortlist_size
 from ignn_lab.graph.knn_tiles import AxisTiles, choose_tile
-from ignn_lab.graph.knn_torch import GLOBAL_BLOCK_ELEMS, parallel_bands, rerun_rows
+from ignn_lab.graph.knn_torch import GLOBAL_BLOCK_ELEMS, rerun_rows
 from ignn_lab.graph.patches import grid_size, im2patch_rows
 from ignn_lab.graph.window import Centering, window_starts
+from ignn_lab.graph.workers import parallel_bands
 
-__all__ = ["load_faiss", "faiss_available", "faiss_has_gpu", "faiss_search", "global_search",
-           "windowed_search", "excluded_lower_bound"]
+__all__ = ["excluded_lower_bound", "global_search", "windowed_search"]
 
 #: Query rows per faiss call in a whole-image search (faiss blocks 4096 queries internally).
 FAISS_CHUNK_ROWS = 8192
-_GPU_RESOURCES: dict[int, object] = {}
-
-
-def load_faiss() -> ModuleType:
-    """Import faiss, or raise an ImportError that says how to install it.
-
-    faiss wheels bundle their own OpenMP runtime, whose idle threads spin next to torch's and slow both down
-    badly on few cores; unless the user set ``OMP_WAIT_POLICY``, faiss is imported with it set to ``PASSIVE``
-    (read once, when faiss's runtime loads; the variable is removed again right after).
-    """
-    mod = sys.modules.get("faiss")
-    if mod is not None:
-        return mod
-    set_here = "OMP_WAIT_POLICY" not in os.environ
-    if set_here:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        return require("faiss")
-    finally:
-        if set_here:
-            os.environ.pop("OMP_WAIT_POLICY", None)
-
-
-def faiss_available() -> bool:
-    """True when faiss can be imported (through :func:`load_faiss`)."""
-    try:
-        load_faiss()
-    except ImportError:
-        return False
-    return True
-
-
-def faiss_has_gpu(faiss: ModuleType) -> bool:
-    """True when this faiss build can run on a GPU."""
-    get = getattr(faiss, "get_num_gpus", None)
-    return bool(get and get() > 0 and hasattr(faiss, "bfKnn"))
-
-
-def _ptr(faiss: ModuleType, t: Tensor):
-    addr = t.data_ptr()
-    if t.dtype == torch.float32:
-        return faiss.cast_integer_to_float_ptr(addr)
-    if t.dtype == torch.int64:
-        return faiss.cast_integer_to_idx_t_ptr(addr)
-    raise TypeError(f"faiss pointers are made from float32 or int64 tensors, got {t.dtype}")
-
-
-def faiss_search(faiss: ModuleType, xq: Tensor, xb: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """k smallest faiss L2 distances (float32 rounding) of contiguous float32 R×D queries among N×D vectors.
-
-    CPU tensors use ``faiss.knn_L2sqr``; CUDA tensors use ``faiss.bfKnn`` on their device (needs faiss-gpu).
-
-    Returns:
-        dist: R×k float32 (approximate, ascending). idx: R×k int64 rows of ``xb``.
-    """
-    xq, xb = xq.contiguous(), xb.contiguous()
-    nq, d = xq.shape
-    dist = torch.empty((nq, k), dtype=torch.float32, device=xq.device)
-    idx = torch.empty((nq, k), dtype=torch.int64, device=xq.device)
-    if xq.device.type == "cpu":
-        faiss.knn_L2sqr(_ptr(faiss, xq), _ptr(faiss, xb), d, nq, xb.shape[0], k, _ptr(faiss, dist),
-                        _ptr(faiss, idx))
-        return dist, idx
-    if xq.device.type != "cuda" or not faiss_has_gpu(faiss):  # pragma: no cover - needs faiss-gpu
-        raise RuntimeError(f"faiss cannot search tensors on {xq.device}: this faiss build has no GPU support")
-    return _faiss_gpu_search(faiss, xq, xb, k, dist, idx)  # pragma: no cover
-
-
-def _faiss_gpu_search(faiss, xq, xb, k, dist, idx):  # pragma: no cover - needs a GPU and faiss-gpu
-    dev = xq.device.index if xq.device.index is not None else torch.cuda.current_device()
-    res = _GPU_RESOURCES.get(dev)
-    if res is None:
-        res = _GPU_RESOURCES[dev] = faiss.StandardGpuResources()
-    args = faiss.GpuDistanceParams()
-    args.metric, args.k, args.dims = faiss.METRIC_L2, k, xq.shape[1]
-    args.vectors, args.vectorsRowMajor, args.vectorType = _ptr(faiss, xb), True, faiss.DistanceDataType_F32
-    args.numVectors = xb.shape[0]
-    args.queries, args.queriesRowMajor, args.queryType = _ptr(faiss, xq), True, faiss.DistanceDataType_F32
-    args.numQueries = xq.shape[0]
-    args.outDistances, args.outIndices = _ptr(faiss, dist), _ptr(faiss, idx)
-    args.outIndicesType = faiss.IndicesDataType_I64
-    args.device = dev
-    stream = torch.cuda.current_stream(dev)
-    prior = res.getDefaultStream(dev)
-    res.setDefaultStream(dev, faiss.cast_integer_to_cudastream_t(stream.cuda_stream))
-    try:
-        faiss.bfKnn(res, args)
-    finally:
-        res.setDefaultStream(dev, prior)
-    return dist, idx
 
 
 def excluded_lower_bound(t: Tensor, qnorm2: Tensor, gamma: float) -> Tensor:
@@ -142,9 +50,9 @@ def excluded_lower_bound(t: Tensor, qnorm2: Tensor, gamma: float) -> Tensor:
     return torch.where(c0 > 0, root * root, torch.zeros_like(t))
 
 
-def _shortlist(faiss, qt: Tensor, cand: Tensor, k: int, gamma: float, work: torch.dtype):
+def _shortlist(faiss, qt: Tensor, cand: Tensor, kp: int, gamma: float, work: torch.dtype):
     """faiss shortlist on centred float32 vectors: (R×kp positions, R lower bounds of the excluded)."""
-    kp = shortlist_size(k, cand.shape[0])
+    kp = min(kp, cand.shape[0])
     c = qt.mean(0)
     qc, sc = qt - c, cand - c
     qn = qc.mul(qc).sum(1)
@@ -156,16 +64,17 @@ def _shortlist(faiss, qt: Tensor, cand: Tensor, k: int, gamma: float, work: torc
     return pos[:, :kp], excluded
 
 
-def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3,
-                  stride: int = 2) -> tuple[Tensor, Tensor]:
+def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3, stride: int = 2,
+                  shortlist_extra: int | None = None) -> tuple[Tensor, Tensor, SearchStats]:
     """Exact whole-image kNN with faiss shortlists (CPU, or GPU with faiss-gpu); contract of the torch one.
 
     Args:
         query: B×C×H×W query embedding, float32 or float64. son: B×N×D son patch vectors, same dtype/device.
-        k: neighbours, 1 ≤ k ≤ N.
+        k: neighbours, 1 ≤ k ≤ N. shortlist_extra: candidates recomputed beyond k (default 3).
 
     Returns:
         dist: B×M×k ascending squared distances. idx: B×M×k int64 son indices (ties: lower index first).
+        stats: what ran.
     """
     faiss = load_faiss()
     B, _, H, W = query.shape
@@ -174,30 +83,33 @@ def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3,
     gamma = gemm_gamma(D, torch.float32)
     delta = recompute_delta(D, query.dtype)
     band_rows = max(1, min(m1, FAISS_CHUNK_ROWS // m2, GLOBAL_BLOCK_ELEMS // max(1, D * m2)))
+    kp = shortlist_size(k, son.shape[1], shortlist_extra)
     dist = torch.empty((B, m1 * m2, k), dtype=query.dtype, device=query.device)
     idx = torch.empty((B, m1 * m2, k), dtype=torch.int64, device=query.device)
+    rescans = 0
     for ia in range(0, m1, band_rows):
         ib = min(ia + band_rows, m1)
         band = im2patch_rows(query, ia, ib, patch_size, stride)
         for b in range(B):
-            pos, excluded = _shortlist(faiss, band[b], son[b], k, gamma, torch.float32)
+            pos, excluded = _shortlist(faiss, band[b], son[b], kp, gamma, torch.float32)
             d, i, doubtful = refine_shortlist(band[b], son[b], pos, excluded, k, delta=delta)
-            rerun_rows(band[b], son[b], None, k, doubtful, d, i)
+            rescans += rerun_rows(band[b], son[b], None, k, doubtful, d, i)
             dist[b, ia * m2: ib * m2], idx[b, ia * m2: ib * m2] = d, i
-    return dist, idx
+    return dist, idx, SearchStats("faiss", "faiss", kp, rescans)
 
 
 def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side: int, graph_scale: int,
-                    k: int, *, centering: Centering = "corrected", patch_size: int = 3,
-                    stride: int = 2) -> tuple[Tensor, Tensor]:
+                    k: int, *, centering: Centering = "corrected", patch_size: int = 3, stride: int = 2,
+                    shortlist_extra: int | None = None) -> tuple[Tensor, Tensor, SearchStats]:
     """Exact windowed kNN with faiss shortlists; same contract as the torch backend's.
 
     On CPU, one faiss search per tile of queries against the union of their windows (:func:`_windowed_cpu`);
     on a GPU, one search per distinct window.
     """
     faiss = load_faiss()
+    kp = shortlist_size(k, side * side, shortlist_extra)
     if query.device.type == "cpu":
-        return _windowed_cpu(faiss, query, son, son_grid, side, graph_scale, k, centering, patch_size, stride)
+        return _windowed_cpu(faiss, query, son, son_grid, side, graph_scale, k, kp, centering, patch_size, stride)
     B, _, H, W = query.shape
     n1, n2 = son_grid
     m1, m2 = grid_size(H, patch_size, stride), grid_size(W, patch_size, stride)
@@ -211,6 +123,7 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
     off = torch.arange(side, device=dev)
     dist = torch.empty((B, m1, m2, k), dtype=query.dtype, device=dev)
     idx = torch.empty((B, m1, m2, k), dtype=torch.int64, device=dev)
+    rescans = 0
     for ia, ib, rs in row_runs:
         band = im2patch_rows(query, ia, ib, patch_size, stride).view(B, ib - ia, m2, D)
         for ja, jb, cs in col_runs:
@@ -218,16 +131,17 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
             for b in range(B):
                 qt = band[b, :, ja:jb].reshape(-1, D)
                 window = son_grid_t[b, rs: rs + side, cs: cs + side].reshape(-1, D)
-                pos, excluded = _shortlist(faiss, qt, window, k, gamma, torch.float32)
+                pos, excluded = _shortlist(faiss, qt, window, kp, gamma, torch.float32)
                 d, i, doubtful = refine_shortlist(qt, son[b], cand_index[pos], excluded, k, delta=delta)
-                rerun_rows(qt, son[b], cand_index, k, doubtful, d, i)
+                rescans += rerun_rows(qt, son[b], cand_index, k, doubtful, d, i)
                 dist[b, ia:ib, ja:jb] = d.view(ib - ia, jb - ja, k)
                 idx[b, ia:ib, ja:jb] = i.view(ib - ia, jb - ja, k)
-    return dist.view(B, m1 * m2, k), idx.view(B, m1 * m2, k)
+    return dist.view(B, m1 * m2, k), idx.view(B, m1 * m2, k), SearchStats("faiss", "faiss", kp, rescans)
 
 
 def _windowed_cpu(faiss, query: Tensor, son: Tensor, son_grid: tuple[int, int], side: int, graph_scale: int,
-                   k: int, centering: Centering, patch_size: int, stride: int) -> tuple[Tensor, Tensor]:
+                   k: int, kp: int, centering: Centering, patch_size: int,
+                   stride: int) -> tuple[Tensor, Tensor, SearchStats]:
     """CPU windowed search, one faiss search per tile of queries against the union of their windows.
 
     faiss returns the ``K`` nearest of the union; those outside a query's own window are dropped. Every
@@ -244,12 +158,12 @@ def _windowed_cpu(faiss, query: Tensor, son: Tensor, son_grid: tuple[int, int], 
     rows = AxisTiles(window_starts(m1, n1, side, graph_scale, centering), n1, th, side)
     cols = AxisTiles(window_starts(m2, n2, side, graph_scale, centering), n2, tw, side)
     th, tw, ur, uc = rows.size, cols.size, rows.union, cols.union
-    kp = shortlist_size(k, side * side)
     n_ret = min(ur * uc, 4 * kp)
     son_grid_t = son.view(B, n1, n2, D)
     dist = torch.empty((B, m1, m2, k), dtype=query.dtype)
     idx = torch.empty((B, m1, m2, k), dtype=torch.int64)
     uu_r, uu_c = torch.arange(ur), torch.arange(uc)
+    rescans = [0] * len(rows.starts)
 
     def run_bands(bands: list[int]) -> None:
         threads = faiss.omp_get_max_threads()
@@ -287,12 +201,12 @@ def _windowed_cpu(faiss, query: Tensor, son: Tensor, son_grid: tuple[int, int], 
                 excluded = excluded_lower_bound(nxt.to(query.dtype), qc.square().sum(1), gamma)
                 excluded = excluded.masked_fill(n_hit < kp, -float("inf"))  # shortlist incomplete: redo
                 d, i, doubtful = refine_shortlist(qt, son[b], cand_index[short], excluded, k, delta=delta)
-                rerun_rows(qt, son[b], cand_index, k, doubtful, d, i, inside=inside)
+                rescans[band_i] += rerun_rows(qt, son[b], cand_index, k, doubtful, d, i, inside=inside)
                 dist[b, ia: ia + th, ja: ja + tw] = d.view(th, tw, k)
                 idx[b, ia: ia + th, ja: ja + tw] = i.view(th, tw, k)
 
     parallel_bands(run_bands, len(rows.starts), query.device)
-    return dist.view(B, m1 * m2, k), idx.view(B, m1 * m2, k)
+    return dist.view(B, m1 * m2, k), idx.view(B, m1 * m2, k), SearchStats("faiss", "faiss", kp, sum(rescans))
 
 
 def _runs(starts: list[int]) -> list[tuple[int, int, int]]:

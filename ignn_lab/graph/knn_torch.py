@@ -13,30 +13,37 @@ certification → fallback), so results are exact and ties go to the lower son i
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ignn_lab.graph import kernels, knn_bf16
-from ignn_lab.graph.knn_exact import (HEAP_MAX_ABS, HEAP_MAX_CANDIDATES, SHORTLIST_EXTRA, gemm_gamma,
+from ignn_lab.graph.knn_exact import (HEAP_MAX_ABS, HEAP_MAX_CANDIDATES, SHORTLIST_EXTRA, SearchStats, gemm_gamma,
                                       heap_select_ok, max_abs_within, recompute_delta, refine_topk,
                                       shortlist_size, workspace)
-from ignn_lab.graph.patches import calc_padding, grid_size, im2patch_rows
 from ignn_lab.graph.knn_tiles import CHUNK_ELEMS, AxisTiles, TileChunk, choose_tile
+from ignn_lab.graph.patches import calc_padding, grid_size, im2patch_rows
 from ignn_lab.graph.window import Centering, window_starts
+from ignn_lab.graph.workers import parallel_bands, thread_work
 
-__all__ = ["windowed_search", "global_search", "rerun_rows", "parallel_bands", "GLOBAL_BLOCK_ELEMS", "HEAP_SELECT"]
+__all__ = ["ENGINES", "Engine", "EnginePlan", "GLOBAL_BLOCK_ELEMS", "SELECTIONS", "Selection", "global_search",
+           "plan_engine", "rerun_rows", "windowed_search"]
+
+Engine = Literal["auto", "torch", "c-float32", "c-bf16"]
+#: Engines of the torch backend: ``c-bf16`` (C kernels, bfloat16 GEMM keys), ``c-float32`` (C kernels,
+#: float32 GEMM bounds), ``torch`` (torch operations only); ``auto`` picks the fastest that applies.
+ENGINES: tuple[str, ...] = ("auto", "torch", "c-float32", "c-bf16")
+Selection = Literal["auto", "topk", "heap"]
+#: Shortlist selection of the ``torch`` engine: ``torch.topk`` or faiss's heap (same results).
+SELECTIONS: tuple[str, ...] = ("auto", "topk", "heap")
 
 #: Elements of the (batch × query chunk × son) distance block of a global search (64 MiB in float32).
 GLOBAL_BLOCK_ELEMS = 1 << 24
 #: Chunks whose unions form at most this many strided runs read them as views; others gather them.
 RUNS_AS_VIEWS = 4
-#: Shortlist with faiss's C++ heap selection instead of ``torch.topk`` where it applies (float32 on CPU, faiss
-#: installed; :func:`~ignn_lab.graph.knn_exact.heap_select_ok`). Same results either way.
-HEAP_SELECT = True
 
 
 def _augment_candidates(cand: Tensor, centre: Tensor, gamma: float, out: Tensor) -> Tensor:
@@ -114,96 +121,91 @@ def _band_tiles(query: Tensor, ia: int, th: int, tw: int, col_starts: list[int],
     return out.view(B * n_t, C * patch_size * patch_size, th * tw)
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-_LOCAL = threading.local()
+@dataclass(frozen=True)
+class EnginePlan:
+    """Which engine runs a search, its shortlist length and, for bfloat16 keys, max |input|."""
+
+    engine: str
+    shortlist: int
+    amax: float | None = None
 
 
-def _thread_work(device: torch.device) -> dict[str, Tensor]:
-    """The calling thread's reusable CPU buffers, kept between windowed searches (a few MiB each: chunks are
-    bounded by ``CHUNK_ELEMS``), so that repeated searches do not page-fault fresh buffers (measured: ≈2,000
-    page faults and 3–5 ms of kernel time per ignn-lite graph). Other devices get a fresh dict."""
-    if device.type != "cpu":
-        return {}
-    # buffers made under inference mode are inference tensors, which may not be written outside it: one set each
-    name = "work_inference" if torch.is_inference_mode_enabled() else "work"
-    work = getattr(_LOCAL, name, None)
-    if work is None:
-        work = {}
-        setattr(_LOCAL, name, work)
-    return work
+def plan_engine(query: Tensor, son: Tensor, k: int, n_cand: int, *, engine: Engine = "auto",
+                shortlist_extra: int | None = None) -> EnginePlan:
+    """The engine of a torch-backend search: the C kernel with bfloat16 keys, the C kernel with float32
+    bounds, or torch alone.
 
+    ``auto`` picks the first that applies: ``c-bf16`` (float32 CPU inputs within ±``knn_bf16.MAX_ABS``,
+    D ≥ ``knn_bf16.MIN_DIM``, a CPU with native bfloat16 whose GEMM meets the bounds' error model),
+    ``c-float32`` (float32 CPU inputs within ±``HEAP_MAX_ABS``), ``torch``; both C engines need the kernels
+    built and a shortlist of at most ``kernels.KP_MAX``. A named engine that does not apply is an error.
 
-def _worker_pool(n: int) -> ThreadPoolExecutor:
-    """A process-wide pool of at least ``n`` threads, kept between calls: fresh threads would pay for thread
-    start-up and fresh allocator arenas (thousands of page faults per search) every time."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < n:
-            _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="ignn-lab-knn")
-        return _POOL
+    Args:
+        query, son: the search's inputs (their dtype, device and range decide). k: neighbours.
+        n_cand: candidates a row is selected from. engine: ``auto`` or one of :data:`ENGINES`.
+        shortlist_extra: candidates recomputed beyond k (default: 5 with bfloat16 keys, else 3).
 
-
-def parallel_bands(fn, n_bands: int, device: torch.device) -> None:
-    """Call ``fn(parts)`` on disjoint runs of consecutive part numbers (bands, chunks), one per torch CPU
-    thread; consecutive, so that work a worker shares between neighbouring parts (a band's query patches) is
-    done once.
-
-    A windowed search is thousands of small operations; intra-op threading scales them poorly (and collapses
-    when the CPU is shared), so on CPU each of ``torch.get_num_threads()`` threads (the caller and pooled
-    workers) runs its own parts single-threaded (torch releases the GIL inside operations). The thread count
-    is per OS thread in PyTorch's OpenMP/MKL builds; the caller's setting is restored after.
+    Raises:
+        ValueError: an unknown engine, or a named one that cannot run these inputs (the message says why).
     """
-    n = min(torch.get_num_threads(), n_bands) if device.type == "cpu" else 1
-    if n <= 1:
-        fn(list(range(n_bands)))
-        return
-    restore = torch.get_num_threads()
-    inference = torch.is_inference_mode_enabled()  # thread-local: carry the caller's mode into the workers
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+    float32_extra = SHORTLIST_EXTRA if shortlist_extra is None else shortlist_extra
+    if engine == "torch":
+        return EnginePlan("torch", shortlist_size(k, n_cand, float32_extra))
+    named = engine != "auto"
+    why = ""
+    if query.device.type != "cpu" or query.dtype != torch.float32:
+        why = f"the C engines run float32 CPU tensors, got {query.dtype} on {query.device}"
+    elif kernels.load() is None:
+        why = kernels.status()
+    if not why and (engine == "c-bf16" or (engine == "auto" and son.shape[2] >= knn_bf16.MIN_DIM)):
+        kp = shortlist_size(k, n_cand, knn_bf16.SHORTLIST_EXTRA_BF16 if shortlist_extra is None else shortlist_extra)
+        amax, why = knn_bf16.bf16_keys_check(query, son, son.shape[2])
+        if amax is not None and kp > kernels.KP_MAX:
+            why = f"a shortlist of {kp} exceeds the kernels' {kernels.KP_MAX}"
+        if not why:
+            return EnginePlan("c-bf16", kp, amax)
+        if engine == "c-bf16":
+            raise ValueError(f"engine 'c-bf16' cannot run this search: {why}")
+        why = ""  # auto: try float32 bounds
+    if not why:
+        kp = shortlist_size(k, n_cand, float32_extra)
+        if max_abs_within((query, son), HEAP_MAX_ABS) is None:
+            why = f"inputs must be finite and within ±{HEAP_MAX_ABS:g}"
+        elif kp > kernels.KP_MAX:
+            why = f"a shortlist of {kp} exceeds the kernels' {kernels.KP_MAX}"
+        else:
+            return EnginePlan("c-float32", kp)
+    if named:
+        raise ValueError(f"engine {engine!r} cannot run this search: {why}")
+    return EnginePlan("torch", shortlist_size(k, n_cand, float32_extra))
 
-    def share(w: int) -> None:
-        torch.set_num_threads(1)
-        with torch.inference_mode(inference):
-            fn(list(range(w * n_bands // n, (w + 1) * n_bands // n)))
 
-    try:
-        futures = [_worker_pool(n - 1).submit(share, w) for w in range(1, n)]
-        share(0)
-        for f in futures:
-            f.result()
-    finally:
-        torch.set_num_threads(restore)
-
-
-#: Engine of windowed search on CPU: "auto" (the fastest that applies), or "torch", "c-float32", "c-bf16" to
-#: force one where it applies (tests and benchmarks; :data:`LAST_SEARCH` says what ran).
-ENGINE = "auto"
-#: What the last windowed search in this process ran: ``mode`` ("c-bf16", "c-float32" or "torch"), query
-#: ``rows``, ``rescans`` (rows the shortlist did not certify; C modes only) and ``shortlist`` length.
-LAST_SEARCH: dict = {}
-
-
-def _windowed_mode(query: Tensor, son: Tensor, k: int, n_cand: int) -> tuple[str, float | None, int]:
-    """Which engine runs a windowed search: the C kernel with bfloat16 keys, the C kernel with float32
-    bounds, or torch alone; with max |input| (bfloat16 keys) and the shortlist length."""
-    if ENGINE not in ("auto", "torch", "c-float32", "c-bf16"):
-        raise ValueError(f"ENGINE must be auto, torch, c-float32 or c-bf16; got {ENGINE!r}")
-    cpu32 = query.device.type == "cpu" and query.dtype == torch.float32
-    if ENGINE != "torch" and cpu32 and kernels.load() is not None:
-        amax = knn_bf16.bf16_keys_ok(query, son, son.shape[2]) if ENGINE != "c-float32" else None
-        if amax is not None and k + knn_bf16.SHORTLIST_EXTRA_BF16 <= kernels.KP_MAX:
-            return "c-bf16", amax, shortlist_size(k, n_cand, knn_bf16.SHORTLIST_EXTRA_BF16)
-        finite = max_abs_within((query, son), HEAP_MAX_ABS) is not None
-        if shortlist_size(k, n_cand) <= kernels.KP_MAX and finite:
-            return "c-float32", None, shortlist_size(k, n_cand)
-    return "torch", None, shortlist_size(k, n_cand)
+def _use_heap(selection: Selection, plan: EnginePlan, n_cand: int, query: Tensor, son: Tensor) -> bool:
+    """Whether the torch engine shortlists with faiss's heap (``auto``: where it applies and rows are short)."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}; got {selection!r}")
+    if plan.engine != "torch":
+        if selection != "auto":
+            raise ValueError(f"selection={selection!r} applies to engine 'torch'; the {plan.engine} engine "
+                             "selects inside the C kernel")
+        return False
+    if selection == "topk":
+        return False
+    ok = heap_select_ok(query, son)
+    if selection == "heap" and not ok:
+        raise ValueError(f"selection='heap' needs faiss installed and float32 CPU inputs within "
+                         f"±{HEAP_MAX_ABS:g}")
+    return ok and (selection == "heap" or n_cand <= HEAP_MAX_CANDIDATES)
 
 
 def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side: int | tuple[int, int],
-                    graph_scale: int,
-                    k: int, *, centering: Centering = "corrected", patch_size: int = 3, stride: int = 2,
-                    tile: int | tuple[int, int] | None = None,
-                    engine: tuple[str, float | None, int] | None = None) -> tuple[Tensor, Tensor]:
+                    graph_scale: int, k: int, *, centering: Centering = "corrected", patch_size: int = 3,
+                    stride: int = 2, tile: int | tuple[int, int] | None = None, engine: Engine = "auto",
+                    shortlist_extra: int | None = None, selection: Selection = "auto",
+                    plan: EnginePlan | None = None,
+                    runs_as_views: int = RUNS_AS_VIEWS) -> tuple[Tensor, Tensor, SearchStats]:
     """Exact kNN of every query patch within its square window of son patches.
 
     Args:
@@ -213,10 +215,14 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
             whole-image search (then ``tile`` is needed). graph_scale: g.
         k: neighbours, 1 ≤ k ≤ window size.
         tile: query-tile side, or (rows, cols); default :func:`~ignn_lab.graph.knn_tiles.choose_tile`.
-        engine: :func:`_windowed_mode`'s answer when the caller already has it.
+        engine, shortlist_extra: see :func:`plan_engine`; ``plan``: its answer, when the caller has it.
+        selection: the ``torch`` engine's shortlist selection (:data:`SELECTIONS`).
+        runs_as_views: chunks whose unions form at most this many strided runs read them as views of the son,
+            others gather them (same results; the views avoid a copy).
 
     Returns:
         dist: B×M×k ascending squared distances. idx: B×M×k int64 son indices (ties: lower index first).
+        stats: what ran (:class:`~ignn_lab.graph.knn_exact.SearchStats`).
     """
     B, _, H, W = query.shape
     (n1, n2), N, D = son_grid, son.shape[1], son.shape[2]
@@ -233,8 +239,9 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
     rows = AxisTiles(window_starts(m1, n1, sr, graph_scale, centering, dev), n1, min(th, m1), sr, dtype)
     cols = AxisTiles(window_starts(m2, n2, sc, graph_scale, centering, dev), n2, min(tw, m2), sc, dtype)
     th, tw, ur, uc = rows.size, cols.size, rows.union, cols.union
-    mode, amax, kp = engine or _windowed_mode(query, son, k, ur * uc)
-    heap = mode == "torch" and HEAP_SELECT and ur * uc <= HEAP_MAX_CANDIDATES and heap_select_ok(query, son)
+    plan = plan or plan_engine(query, son, k, ur * uc, engine=engine, shortlist_extra=shortlist_extra)
+    mode, amax, kp = plan.engine, plan.amax, plan.shortlist
+    heap = _use_heap(selection, plan, ur * uc, query, son)
     width = knn_bf16.key_width(D)
     if mode == "c-bf16":
         gamma = knn_bf16.bf16_gamma(D, width)
@@ -271,7 +278,7 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
         """g×R×Nc lower bounds (input dtype) of the chunk's tiles against their unions, no window mask."""
         g, band, b, ct = ch.size, ch.band.to(dev), ch.batch.to(dev), ch.col_tile.to(dev)
         cand_aug = workspace(work, "cand_aug", (g, ur * uc, D + 2), query)
-        if len(ch.runs) <= RUNS_AS_VIEWS:  # the unions, read straight from the son grid
+        if len(ch.runs) <= runs_as_views:  # the unions, read straight from the son grid
             for pos, length, band_i, bb, ca0, step_c in ch.runs:
                 r0 = int(rows.union_starts[band_i])
                 view = son.as_strided((length, ur, uc, D), (step_c * D, n2 * D, D, 1),
@@ -293,23 +300,27 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
         bounds = None
         if mode == "c-bf16":
             cand = workspace(work, "cand_keys", (g, ur * uc, width), keys_like)
-            kernels.augment_union_bf16(son_flat, n2, (ur, uc), union_base, centre, 1 - gamma, knn_bf16.C1,
-                                       knn_bf16.UP, cand)
+            kernels.augment_union_bf16(son_flat, union_base=union_base, centre=centre, out=cand, union_rows=ur,
+                                       union_cols=uc, son_cols=n2, shrink=1 - gamma, c1=knn_bf16.C1,
+                                       up=knn_bf16.UP)
             q_aug = workspace(work, "q_keys", (g, th * tw, width), keys_like)
             row_term = workspace(work, "row_term", (g, th * tw), f64_like)
-            kernels.augment_queries_bf16(q_cols, centre, 1 - gamma, knn_bf16.C1, knn_bf16.UP, knn_bf16.KAPPA_UP,
-                                         knn_bf16.T_SPLIT, q_aug, row_term)
+            kernels.augment_queries_bf16(q_cols, centre=centre, out=q_aug, row_term=row_term, shrink=1 - gamma,
+                                         c1=knn_bf16.C1, up=knn_bf16.UP, kappa_up=knn_bf16.KAPPA_UP,
+                                         t_split=knn_bf16.T_SPLIT)
             keys = torch.bmm(q_aug, cand.transpose(1, 2), out=workspace(work, "keys", (g, th * tw, ur * uc),
                                                                        keys_like))
             bounds = knn_bf16.bound_map(row_term, amax, width)
         else:
             keys = union_bounds(ch, q_cols, centre, work)
         rescans[ch_i] = kernels.refine_window(
-            keys, rows.rel[band], cols.rel[ct], (sr, sc), q_cols, son_flat, n2, union_base, k, kp, delta, dist, idx, m2,
-            out_base, b * N, union=(ur, uc), bounds=bounds)
+            keys, row_start=rows.rel[band], col_start=cols.rel[ct], queries=q_cols, son=son_flat,
+            union_base=union_base, out_base=out_base, son_off=b * N, dist=dist, idx=idx, union_rows=ur,
+            union_cols=uc, win_rows=sr, win_cols=sc, son_cols=n2, out_cols=m2, shortlist=kp, delta=delta,
+            bounds=bounds)
 
     def run_chunks(chunk_ids: list[int]) -> None:
-        work = _thread_work(dev)  # buffers reused from chunk to chunk and from search to search
+        work = thread_work(dev)  # buffers reused from chunk to chunk and from search to search
         cache: dict = {}
         for ch_i in chunk_ids:
             ch = chunks[ch_i]
@@ -326,23 +337,23 @@ def windowed_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], side:
             ra, ca = rows.union_starts[band], cols.union_starts[ct]
             cand_index = (b * N)[:, None, None] + (ra[:, None, None] + uu_r[:, None]) * n2 + (ca[:, None, None] + uu_c)
             qt = workspace(work, "rows", (g, th * tw, D), q_cols).copy_(q_cols.transpose(1, 2))
-            d, i = refine_topk(qt, son_flat, bound, cand_index.view(g, ur * uc), k, delta=delta, work=work,
-                               heap=heap)
+            d, i, rescans[ch_i] = refine_topk(qt, son_flat, bound, cand_index.view(g, ur * uc), k, shortlist=kp,
+                                              delta=delta, work=work, heap=heap)
             ia, ja = rows.query_starts[band], cols.query_starts[ct]
             out = (b * (m1 * m2))[:, None, None] + (ia[:, None, None] + ii[:, None]) * m2 + (ja[:, None, None] + jj)
             dist[out.view(-1)] = d.view(-1, k)
             idx[out.view(-1)] = (i - (b * N).view(-1, 1, 1)).view(-1, k)
 
     parallel_bands(run_chunks, len(chunks), dev)
-    LAST_SEARCH.update(mode=mode, rows=B * m1 * m2, rescans=sum(rescans), shortlist=kp)
-    return dist.view(B, m1 * m2, k), idx.view(B, m1 * m2, k)
+    stats = SearchStats(mode, "kernel" if mode != "torch" else ("heap" if heap else "topk"), min(kp, sr * sc),
+                        sum(rescans))
+    return dist.view(B, m1 * m2, k), idx.view(B, m1 * m2, k), stats
 
 
-#: Whole-image searches on CPU run as a "window" covering the son grid through the C kernels (tiles of queries ×
-#: all son patches, no union waste) when D ≥ this or the work B·M·N·D reaches GLOBAL_KERNEL_MIN_WORK; measured
-#: on the benchmark's shapes: Urban100 ×2 576-d 2.4 s (faiss 6.3–7.3 s, the band path 7.4 s), 27-d 0.75–0.85 s
-#: (band path 0.95 s), ×2 training batch 576-d 0.04–0.05 s (band path 0.07 s); but 27-d training batch 0.017 s
-#: against the band path's 0.010 s.
+#: Whole-image searches on CPU run, under ``engine="auto"``, as a "window" covering the son grid through the C
+#: kernels (tiles of queries × all son patches) when D ≥ this or the work B·M·N·D reaches GLOBAL_KERNEL_MIN_WORK:
+#: there the kernels beat the band path (and faiss) at every benchmark shape; only small 27-d searches (a ×2
+#: training batch) were faster on the band path (docs/benchmarks.md).
 GLOBAL_KERNEL_MIN_DIM = 64
 GLOBAL_KERNEL_MIN_WORK = 1 << 30
 #: Query tile of that route, shrunk until a tile's key matrix (tile × N) has at most GLOBAL_TILE_ELEMS entries.
@@ -360,33 +371,43 @@ def _global_tile(m1: int, m2: int, n: int) -> tuple[int, int]:
     return th, tw
 
 
-def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3, stride: int = 2,
-                  son_grid: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+def global_search(query: Tensor, son: Tensor, son_grid: tuple[int, int], k: int, *, patch_size: int = 3,
+                  stride: int = 2, tile: int | tuple[int, int] | None = None, engine: Engine = "auto",
+                  shortlist_extra: int | None = None,
+                  selection: Selection = "auto") -> tuple[Tensor, Tensor, SearchStats]:
     """Exact kNN of every query patch among all son patches.
+
+    With a C engine (named, or picked by ``auto`` for D ≥ :data:`GLOBAL_KERNEL_MIN_DIM` or large work) the
+    search runs as one window covering the son grid, in query tiles of ``tile`` (default
+    :data:`GLOBAL_TILE`, shrunk to bound the key matrix); otherwise in bands of query rows against every son
+    patch, with the ``torch`` engine.
 
     Args:
         query: B×C×H×W query embedding, float32 or float64.
-        son: B×N×D son patch vectors, contiguous, same dtype and device.
+        son: B×N×D son patch vectors, contiguous, same dtype and device. son_grid: (n1, n2), N = n1·n2.
         k: neighbours, 1 ≤ k ≤ N.
-        son_grid: (n1, n2), enables the C-kernel route on CPU (:data:`GLOBAL_KERNEL_MIN_DIM`).
+        tile, engine, shortlist_extra, selection: as :func:`windowed_search`.
 
     Returns:
-        dist: B×M×k ascending. idx: B×M×k int64 son indices (ties: lower index first).
+        dist: B×M×k ascending. idx: B×M×k int64 son indices (ties: lower index first). stats: what ran.
     """
     B, _, H, W = query.shape
     m1, m2 = grid_size(H, patch_size, stride), grid_size(W, patch_size, stride)
     N, D = son.shape[1], son.shape[2]
-    if son_grid is not None and (D >= GLOBAL_KERNEL_MIN_DIM or B * m1 * m2 * N * D >= GLOBAL_KERNEL_MIN_WORK):
-        engine = _windowed_mode(query, son, k, N)
-        if engine[0] != "torch":
-            return windowed_search(query, son, son_grid, son_grid, 1, k, patch_size=patch_size, stride=stride,
-                                   tile=_global_tile(m1, m2, N), engine=engine)
-    LAST_SEARCH.clear()
+    plan = plan_engine(query, son, k, N, engine=engine, shortlist_extra=shortlist_extra)
+    large = D >= GLOBAL_KERNEL_MIN_DIM or B * m1 * m2 * N * D >= GLOBAL_KERNEL_MIN_WORK
+    if plan.engine != "torch" and (engine != "auto" or large):
+        if tile is None:
+            tile = _global_tile(m1, m2, N)
+        return windowed_search(query, son, son_grid, son_grid, 1, k, patch_size=patch_size, stride=stride,
+                               tile=tile, plan=plan, selection=selection)
+    if plan.engine != "torch":
+        plan = plan_engine(query, son, k, N, engine="torch", shortlist_extra=shortlist_extra)
     gamma, delta = gemm_gamma(D, query.dtype), recompute_delta(D, query.dtype)
-    heap = HEAP_SELECT and N <= HEAP_MAX_CANDIDATES and heap_select_ok(query, son)
+    heap = _use_heap(selection, plan, N, query, son)
     # a band's bound matrix stays within GLOBAL_BLOCK_ELEMS; its shortlist (kp·D per query) within CHUNK_ELEMS or
     # the son (B·N·D, centred once per band anyway), whichever is larger: small searches then work in cache-sized
-    # pieces instead of page-faulting a fresh buffer of every query's shortlist (1.8× faster on a ×2 training batch)
+    # pieces instead of page-faulting a fresh buffer of every query's shortlist
     rows_bound = GLOBAL_BLOCK_ELEMS // max(1, B * m2 * N)
     rows_short = max(CHUNK_ELEMS, B * N * D) // max(1, B * m2 * shortlist_size(k, N) * D)
     band_rows = max(1, min(m1, rows_bound, rows_short))
@@ -395,27 +416,30 @@ def global_search(query: Tensor, son: Tensor, k: int, *, patch_size: int = 3, st
     work: dict[str, Tensor] = {}
     dist = torch.empty((B, m1 * m2, k), dtype=query.dtype, device=query.device)
     idx = torch.empty((B, m1 * m2, k), dtype=torch.int64, device=query.device)
+    rescans = 0
     for ia in range(0, m1, band_rows):
         ib = min(ia + band_rows, m1)
         band = im2patch_rows(query, ia, ib, patch_size, stride)  # B×L×D
         centre = band.mean(1)
         aug = _augment_candidates(son, centre, gamma, workspace(work, "aug_son", (B, N, D + 2), son))
         bound = _lower_bounds(band, centre, aug, gamma, work=work)
-        d, i = refine_topk(band, son_flat, bound, cand_index, k, delta=delta, work=work, heap=heap)
+        d, i, redone = refine_topk(band, son_flat, bound, cand_index, k, shortlist=plan.shortlist, delta=delta,
+                                   work=work, heap=heap)
         dist[:, ia * m2: ib * m2], idx[:, ia * m2: ib * m2] = d, i - cand_index[:, :1, None]
-    return dist, idx
+        rescans += redone
+    return dist, idx, SearchStats("torch", "heap" if heap else "topk", plan.shortlist, rescans)
 
 
 def rerun_rows(q: Tensor, son: Tensor, cand_index: Tensor | None, k: int, rows: Tensor, dist: Tensor,
-               idx: Tensor, *, inside: Tensor | None = None) -> None:
+               idx: Tensor, *, inside: Tensor | None = None) -> int:
     """Redo the rows flagged in ``rows`` (R bool) with the torch path, writing into ``dist``/``idx`` (R×k).
 
     Candidates are ``son[cand_index]`` (increasing son indices), or all of ``son`` if ``cand_index`` is None;
-    ``inside`` (R×Nc bool) restricts each row to its own window among them.
+    ``inside`` (R×Nc bool) restricts each row to its own window among them. Returns the number of rows redone.
     """
-    if not bool(rows.any()):
-        return
     sel = rows.nonzero().squeeze(1)
+    if not sel.numel():
+        return 0
     if cand_index is None:
         cand_index = torch.arange(son.shape[0], device=son.device)
     cand = son.index_select(0, cand_index)
@@ -430,5 +454,7 @@ def rerun_rows(q: Tensor, son: Tensor, cand_index: Tensor | None, k: int, rows: 
         bound = _lower_bounds(qr, centre, aug, gamma)
         if inside is not None:
             bound.masked_fill_(~inside[part].unsqueeze(0), float("inf"))
-        d, i = refine_topk(qr, son, bound, cand_index.unsqueeze(0), k, delta=delta)
+        d, i, _ = refine_topk(qr, son, bound, cand_index.unsqueeze(0), k, shortlist=shortlist_size(k, cand.shape[0]),
+                              delta=delta)
         dist[part], idx[part] = d[0], i[0]
+    return int(sel.numel())

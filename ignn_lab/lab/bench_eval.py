@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import time
 
 import numpy as np
 
 from ignn_lab.data.io import atomic_write_bytes
+from ignn_lab.lab._machine import machine_info
 
 __all__ = ["baseline_bicubic_psnr_ssim", "run"]
 
@@ -78,7 +78,6 @@ def run(json_path: str | os.PathLike, *, quick: bool = False, full: bool = True)
 
     Writes ``json_path`` with both times, their ratio, the max |ΔPSNR| between the two, and the machine load.
     """
-    import torch
 
     from ignn_lab.data.datasets import list_images, load_image
     from ignn_lab.engine.evaluate import evaluate
@@ -116,8 +115,7 @@ def run(json_path: str | os.PathLike, *, quick: bool = False, full: bool = True)
         out["baseline_full_estimate_s"] = round(per_image_base * len(res["rows"]), 1)
         out["baseline_full_estimate_note"] = ("baseline seconds per image-scale on the subset × 657 image-scales; "
                                               "Urban100 images are larger than the subset average, so this is low")
-    out["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                      "loadavg_before": load0, "loadavg_after": os.getloadavg(), "platform": platform.platform(),
-                      "torch": torch.__version__, "numpy": np.__version__}
+    out["machine"] = {**machine_info(), "loadavg_before": load0, "loadavg_after": os.getloadavg(),
+                      "numpy": np.__version__}
     atomic_write_bytes(json_path, json.dumps(out, indent=1).encode())
     return out

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ignn_lab.data.io import atomic_write_bytes
-from ignn_lab.graph import cross_scale_knn, kernels, knn_torch
+from ignn_lab.graph import cross_scale_knn, kernels
 from ignn_lab.graph.patches import im2patch
 from ignn_lab.graph.window import effective_window, window_table
 from ignn_lab.lab._machine import machine_info, proc_status_mb
@@ -195,13 +195,7 @@ def _search(backend: str, query: Tensor, son: Tensor, window: int | None, g: int
     if backend == "naive":
         return lambda: naive_knn(query, son, window=window, graph_scale=g)
     if backend == PURE:
-        def pure():
-            engine, knn_torch.ENGINE = knn_torch.ENGINE, "torch"
-            try:
-                return cross_scale_knn(query, son, k=K, window=window, graph_scale=g, backend="torch")
-            finally:
-                knn_torch.ENGINE = engine
-        return pure
+        return lambda: cross_scale_knn(query, son, k=K, window=window, graph_scale=g, backend="torch", engine="torch")
     return lambda: cross_scale_knn(query, son, k=K, window=window, graph_scale=g, backend=backend)
 
 
@@ -231,10 +225,11 @@ def _bench_config(case: Case, embedding: str, window: int | None, repeats: int,
     fns = {b: _search(b, query, son, window, g) for b in backends}
     results, first = {}, {}
     for b in backends:  # a first (warm-up) call each; its result is the one checked and recorded
-        knn_torch.LAST_SEARCH.clear()
         first[b], results[b] = _timed(fns[b])
-        if b == "torch" and knn_torch.LAST_SEARCH:  # the tiled engine ran: which one, and its rescans
-            row["torch_engine"] = dict(knn_torch.LAST_SEARCH)
+        if b == "torch":  # which engine ran, and its rescans
+            res = results[b]
+            row["torch_engine"] = {"engine": res.engine, "selection": res.selection, "shortlist": res.shortlist,
+                                   "rescans": res.rescans}
     # Then `repeats` rounds that time every backend once, in rotating order, so that drift in the machine's
     # speed (large on a shared VM) hits all backends alike; a backend whose first call exceeded SLOW_S is not
     # repeated and reports that call.
@@ -424,7 +419,8 @@ def to_markdown(result: dict) -> str:
         t = {b: v["median_s"] for b, v in r["times"].items()}
         cell = [f"{t[b]:.3f}" if b in t else "–" for b in ("naive", PURE, "torch", "faiss")]
         if "torch_engine" in r:
-            cell[2] += f" ({r['torch_engine'].get('mode')})"
+            engine = r["torch_engine"]  # older results name the engine "mode"
+            cell[2] += f" ({engine.get('engine', engine.get('mode'))})"
         lines.append(f"| {r['case']} | {r['batch']}×{r['lr_hw'][0]}×{r['lr_hw'][1]} | {r['dim']} | "
                      f"{r['window'] or 'global'} | {' | '.join(cell)} | {t['auto']:.3f} "
                      f"({r['auto_picked']}) | {r['speedup_vs_naive']['auto']:.1f}× |")
@@ -440,28 +436,11 @@ def to_markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ignn_lab.lab.bench_knn --json OUT [--quick]``; ``--probe SPEC`` runs one memory probe."""
-    p = argparse.ArgumentParser(prog="python -m ignn_lab.lab.bench_knn")
-    p.add_argument("--json", help="output JSON path")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--data-root")
-    p.add_argument("--cases", nargs="+", help="subset of cases (train-x2, set14-x2, urban-x2, urban-x4)")
-    p.add_argument("--embeddings", nargs="+", help="pixel and/or vgg-random")
-    p.add_argument("--no-memory", action="store_true", help="skip the memory probes")
-    p.add_argument("--table", metavar="JSON", help="print the Markdown table of an existing result and exit")
-    p.add_argument("--probe", help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.table:
-        print(to_markdown(json.loads(Path(a.table).read_text())), end="")
-        return 0
-    if a.probe:
-        print(json.dumps(_probe(json.loads(a.probe))))
-        return 0
-    if not a.json:
-        p.error("--json is required")
-    run(a.json, quick=a.quick, data_root=a.data_root, cases=a.cases, embeddings=a.embeddings,
-        memory=not a.no_memory)
-    print(f"wrote {a.json}")
+    """The memory probe's subprocess entry (``python -m ignn_lab.lab.bench_knn --probe SPEC``, run by
+    :func:`measure_memory`); users run the benchmark with ``ignn-lab bench knn``."""
+    p = argparse.ArgumentParser(prog="python -m ignn_lab.lab.bench_knn", description=main.__doc__)
+    p.add_argument("--probe", required=True, help="the probe's spec (JSON)")
+    print(json.dumps(_probe(json.loads(p.parse_args(argv).probe))))
     return 0
 
 

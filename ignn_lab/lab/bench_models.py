@@ -5,8 +5,8 @@ RSS. FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions 
 work such as kNN distance differences and AdaIN is not counted). IGNN's time is split with hooks on its graph
 module: the son (bicubic), graph construction (embedding + kNN + diff maps) and aggregation (the rest of ``gcn``).
 
-``python -m ignn_lab.lab.bench_models --memory-check --json OUT`` runs paper-size IGNN ×2 on a 1024×1024 LR image
-with the default tiling and reports its peak RSS.
+``ignn-lab bench memory --json OUT`` runs paper-size IGNN ×2 on a 1024×1024 LR image with the default tiling and
+reports its peak RSS (:func:`memory_check`).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from ignn_lab.data.io import atomic_write_bytes
 from ignn_lab.lab._machine import machine_info, proc_status_mb
 from ignn_lab.viz import save_figure
 
-__all__ = ["run", "memory_check", "measure", "measure_pair", "measure_tiled", "markdown", "main"]
+__all__ = ["run", "memory_check", "measure", "measure_pair", "measure_tiled", "markdown", "main", "sample_image"]
 
 LITE = ("edsr-lite", "ignn-lite")
 PAPER = ("edsr", "ignn")
-SPEED_TARGET = 1.6  # issue 4: ignn-lite ≤ 1.6 × edsr-lite at 256² LR, ×2
+SPEED_TARGET = 1.6  # the lite models' goal: ignn-lite ≤ 1.6 × edsr-lite at 256² LR, ×2
 MEMORY_TARGET_GB = 6.0
 
 
@@ -41,8 +41,8 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
 
 
-def _test_image(size: int):
-    """1×3×size×size float32 in [0, 1]: skimage's astronaut, MATLAB-bicubic resized (uint8) to the size."""
+def sample_image(size: int):
+    """3×size×size uint8: skimage's astronaut, MATLAB-bicubic resized to the size (every benchmark's model input)."""
     import torch
     from skimage import data
 
@@ -115,7 +115,7 @@ def measure(model: str, scale: int, size: int, *, warmup: int = 1, repeats: int 
     rss_start = proc_status_mb("VmRSS")
     torch.manual_seed(0)
     net = build(model, scale).eval()
-    lr = _test_image(size)[None].float() / 255.0
+    lr = sample_image(size)[None].float() / 255.0
     rss_model = proc_status_mb("VmRSS")
     timers = _GraphTimers(net)
     times, parts = [], []
@@ -174,7 +174,7 @@ def measure_pair(edsr: str, ignn: str, scale: int, size: int, *, rounds: int = 7
     load_before = os.getloadavg()
     torch.manual_seed(0)
     nets = {name: build(name, scale).eval() for name in (edsr, ignn)}
-    lr = _test_image(size)[None].float() / 255.0
+    lr = sample_image(size)[None].float() / 255.0
     times: dict[str, list[float]] = {edsr: [], ignn: []}
     with torch.inference_mode():
         for net in nets.values():
@@ -209,7 +209,7 @@ def measure_tiled(model: str, scale: int, size: int, *, budget_gb: float | None 
     load_before = os.getloadavg()
     torch.manual_seed(0)
     net = build(model, scale).eval()
-    lr = _test_image(size)
+    lr = sample_image(size)
     rss_model = proc_status_mb("VmRSS")
     pred = model_predictor(net, scale, tile=tile, memory_budget_gb=budget_gb)
     t0 = time.perf_counter()
@@ -413,35 +413,13 @@ def memory_check(json_path: str | os.PathLike, *, model: str = "ignn", scale: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ignn_lab.lab.bench_models --json OUT [--quick] [--no-paper] [--memory-check]``."""
-    p = argparse.ArgumentParser(prog="python -m ignn_lab.lab.bench_models", description=__doc__.split("\n")[0])
-    p.add_argument("--json", help="output JSON path")
-    p.add_argument("--quick", action="store_true", help="lite models, one small image: seconds")
-    p.add_argument("--no-paper", action="store_true", help="skip the paper-size models")
-    p.add_argument("--sizes", default="128,256", help="LR sides, comma-separated")
-    p.add_argument("--scales", default="2,4", help="scales, comma-separated")
-    p.add_argument("--threads", type=int, help="torch threads per child (default: all cores)")
-    p.add_argument("--memory-check", action="store_true", help="paper IGNN ×2 on 1024² LR with tiling: peak RSS")
-    p.add_argument("--size", type=int, default=1024, help="LR side of the memory check")
-    p.add_argument("--budget-gb", type=float, help="memory budget of the memory check's tiling")
-    p.add_argument("--tile", type=int, help="fixed tile side for the memory check")
-    p.add_argument("--child", nargs=2, metavar=("KIND", "JSON"), help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.child:
-        kind, kwargs = a.child[0], json.loads(a.child[1])
-        fn = {"measure": measure, "pair": measure_pair, "tiled": measure_tiled}[kind]
-        print("RESULT " + json.dumps(fn(**kwargs)), flush=True)
-        return 0
-    if not a.json:
-        p.error("--json is required")
-    if a.memory_check:
-        res = memory_check(a.json, size=a.size, budget_gb=a.budget_gb, tile=a.tile, threads=a.threads)
-    else:
-        res = run(a.json, quick=a.quick, paper=not a.no_paper, threads=a.threads,
-                  sizes=tuple(int(v) for v in a.sizes.split(",")), scales=tuple(int(v) for v in a.scales.split(",")))
-    print(json.dumps({k: v for k, v in res.items() if k in ("ratios", "peak_rss_mb", "tile", "tiles", "seconds",
-                                                            "under_target", "error")}, indent=1))
-    print(f"wrote {a.json}")
+    """The subprocess entry of every measurement (``python -m ignn_lab.lab.bench_models --child KIND JSON``, run by
+    :func:`run` and :func:`memory_check`); users run the benchmark with ``ignn-lab bench models`` / ``memory``."""
+    p = argparse.ArgumentParser(prog="python -m ignn_lab.lab.bench_models", description=main.__doc__)
+    p.add_argument("--child", nargs=2, metavar=("KIND", "JSON"), required=True)
+    kind, kwargs = p.parse_args(argv).child
+    fn = {"measure": measure, "pair": measure_pair, "tiled": measure_tiled}[kind]
+    print("RESULT " + json.dumps(fn(**json.loads(kwargs))), flush=True)
     return 0
 
 

@@ -16,8 +16,18 @@ from ignn_lab.graph.embed import MeanShift
 
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
-__all__ = ["DIV2K_MEAN", "ResBlock", "cat_channels_last", "conv", "conv_block", "mean_shift",
+__all__ = ["DIV2K_MEAN", "ResBlock", "cat_channels_last", "check_input", "conv", "conv_block", "mean_shift",
            "upsampler_layers"]
+
+
+def check_input(lr: Tensor, what: str = "lr") -> None:
+    """Raise a clear error unless ``lr`` is a floating B×3×H×W tensor (every network's input)."""
+    if not hasattr(lr, "ndim") or not hasattr(lr, "is_floating_point"):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(lr).__name__}")
+    if lr.ndim != 4 or lr.shape[1] != 3:
+        raise ValueError(f"{what} must be B×3×H×W (RGB in [0, 1]), got shape {tuple(lr.shape)}")
+    if not lr.is_floating_point():
+        raise TypeError(f"{what} must be a floating tensor in [0, 1], got dtype {lr.dtype}")
 
 
 def conv(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from ignn_lab.graph.knn import BACKENDS as KNN_BACKENDS
 
 EdgeWeighting = Literal["ecn", "uniform", "distance"]
 EmbeddingKind = Literal["vgg-random", "vgg19", "pixel", "features"]
@@ -27,9 +29,11 @@ EMBEDDINGS = ("vgg-random", "vgg19", "pixel", "features")
 CENTERINGS = ("corrected", "released")
 WINDOW_MODES = ("per-call", "sticky")
 AGGREGATIONS = ("graph", "nonlocal")
-KNN_BACKENDS = ("auto", "torch", "reference", "faiss")
+#: The body shared by ``edsr-lite`` and ``ignn-lite`` (so the two compare on the same body), sized for CPU
+#: training; docs/models.md says how it was chosen.
+LITE_BODY = {"n_feats": 32, "n_resblocks": 16, "res_scale": 1.0, "hr_feats": 16}
 
-__all__ = ["EDSRConfig", "GraphConfig", "IGNNConfig", "ModelConfig", "graph_scale_for",
+__all__ = ["EDSRConfig", "GraphConfig", "IGNNConfig", "LITE_BODY", "ModelConfig", "graph_scale_for",
            "model_config_from_dict"]
 
 
@@ -56,6 +60,24 @@ def _check_bool(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
 
 
+class _DictConfig:
+    """``to_dict`` / ``from_dict`` of the configs: plain (nested) dicts; ``from_dict`` rejects unknown keys."""
+
+    arch: ClassVar[str]
+    #: to_dict carries an ``arch`` key (model configs: ``model_config_from_dict`` dispatches on it)
+    _tagged: ClassVar[bool] = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (with ``arch`` for a model config; ``model_config_from_dict`` inverts it)."""
+        fields = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {"arch": self.arch, **fields} if self._tagged else fields
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Build from a (nested) dict; unknown keys, at any level, raise ValueError."""
+        return _from_dict(cls, data)
+
+
 def _from_dict(cls, data: dict[str, Any]):
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
@@ -70,20 +92,9 @@ def _from_dict(cls, data: dict[str, Any]):
 
 
 @dataclass(frozen=True)
-class EDSRConfig:
-    """EDSR. Defaults: the paper model (32 blocks × 256, residual scaling 0.1).
+class _BodyConfig(_DictConfig):
+    """The residual body both networks share (their first six fields)."""
 
-    Attributes:
-        scale: 2, 3 or 4.
-        n_feats: feature width C.
-        n_resblocks: residual blocks R.
-        res_scale: residual scaling inside each block.
-        rgb_range: the network works on images in [0, rgb_range] (255 as EDSR and the IGNN release).
-        hr_feats: width of the features at the output resolution (after the upsampler); None: ``n_feats``
-            (the paper). The lite models narrow it, which cuts the convolution work at the output size.
-    """
-
-    arch = "edsr"
     scale: int = 2
     n_feats: int = 256
     n_resblocks: int = 32
@@ -98,18 +109,26 @@ class EDSRConfig:
         if self.hr_feats is not None:
             _check_int("hr_feats", self.hr_feats)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict with an ``arch`` key; ``model_config_from_dict`` inverts it."""
-        return {"arch": self.arch, **dataclasses.asdict(self)}
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EDSRConfig:
-        """Build from a dict; unknown keys raise ValueError."""
-        return _from_dict(cls, data)
+@dataclass(frozen=True)
+class EDSRConfig(_BodyConfig):
+    """EDSR. Defaults: the paper model (32 blocks × 256, residual scaling 0.1).
+
+    Attributes:
+        scale: 2, 3 or 4.
+        n_feats: feature width C.
+        n_resblocks: residual blocks R.
+        res_scale: residual scaling inside each block.
+        rgb_range: the network works on images in [0, rgb_range] (255 as EDSR and the IGNN release).
+        hr_feats: width of the features at the output resolution (after the upsampler); None: ``n_feats``
+            (the paper). The lite models narrow it, which cuts the convolution work at the output size.
+    """
+
+    arch = "edsr"
 
 
 @dataclass(frozen=True)
-class GraphConfig:
+class GraphConfig(_DictConfig):
     """Switches of the graph aggregation (spec §4–§5). Defaults: the paper / released network.
 
     Attributes:
@@ -154,6 +173,7 @@ class GraphConfig:
     embedding_seed: int = 0
 
     arch = "graph"
+    _tagged = False  # passed as keyword arguments (GraphAggregation), so no arch key
 
     def __post_init__(self) -> None:
         _check_int("k", self.k)
@@ -176,18 +196,9 @@ class GraphConfig:
         _check_choice("knn_backend", self.knn_backend, KNN_BACKENDS)
         _check_int("embedding_seed", self.embedding_seed, 0)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the switches."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GraphConfig:
-        """Build from a dict; unknown keys raise ValueError."""
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class IGNNConfig:
+class IGNNConfig(_BodyConfig):
     """IGNN (spec §1, §6). Defaults: the paper model (C = 256, R = 32, graph after block 16).
 
     Attributes:
@@ -201,23 +212,13 @@ class IGNNConfig:
     """
 
     arch = "ignn"
-    scale: int = 2
-    n_feats: int = 256
-    n_resblocks: int = 32
-    res_scale: float = 0.1
-    rgb_range: float = 255.0
-    hr_feats: int | None = None
     graph_position: int | None = None
     aggregation: Aggregation = "graph"
     graph: GraphConfig = field(default_factory=GraphConfig)
 
     def __post_init__(self) -> None:
-        _check_choice("scale", self.scale, SCALES)
-        _check_int("n_feats", self.n_feats)
-        _check_int("n_resblocks", self.n_resblocks, 0)
+        super().__post_init__()
         _check_choice("aggregation", self.aggregation, AGGREGATIONS)
-        if self.hr_feats is not None:
-            _check_int("hr_feats", self.hr_feats)
         if isinstance(self.graph, dict):  # tolerate a nested dict (e.g. from JSON); still strict on keys
             object.__setattr__(self, "graph", GraphConfig.from_dict(self.graph))
         if not isinstance(self.graph, GraphConfig):
@@ -237,16 +238,6 @@ class IGNNConfig:
     def position(self) -> int:
         """The resolved graph position (blocks before the graph)."""
         return self.n_resblocks // 2 if self.graph_position is None else self.graph_position
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict with an ``arch`` key; ``model_config_from_dict`` inverts it."""
-        d = {"arch": self.arch, **dataclasses.asdict(self)}
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> IGNNConfig:
-        """Build from a (nested) dict; unknown keys, at either level, raise ValueError."""
-        return _from_dict(cls, data)
 
     def replace(self, **overrides: Any) -> IGNNConfig:
         """A copy with fields changed; graph switches may be given flat (``k=3``) or as ``graph={...}``."""

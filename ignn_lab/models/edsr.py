@@ -1,7 +1,7 @@
 """EDSR (Lim et al., CVPR-W 2017), with the parameter names of the official EDSR-PyTorch code.
 
 Sizes: ``edsr`` 32 blocks × 256 (res_scale 0.1), ``edsr-baseline`` 16 × 64 (res_scale 1), ``edsr-lite``
-(:data:`LITE`, sized for CPU training, see ``docs/models.md``).
+(:data:`~ignn_lab.models.config.LITE_BODY`, sized for CPU training, see ``docs/models.md``).
 """
 
 from __future__ import annotations
@@ -13,25 +13,11 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ignn_lab.models.blocks import ResBlock, conv, mean_shift, upsampler_layers
-from ignn_lab.models.config import EDSRConfig
+from ignn_lab.models.blocks import ResBlock, check_input, conv, mean_shift, upsampler_layers
+from ignn_lab.models.config import LITE_BODY, EDSRConfig
 from ignn_lab.models.registry import register_model
 
-# The lite body, shared with ``ignn-lite`` so the two compare on the same body (docs/models.md says how it
-# was chosen).
-LITE = {"n_feats": 32, "n_resblocks": 16, "res_scale": 1.0, "hr_feats": 16}
-
-__all__ = ["EDSR", "LITE", "check_input"]
-
-
-def check_input(lr: Tensor, what: str = "lr") -> None:
-    """Raise a clear error unless ``lr`` is a floating B×3×H×W tensor."""
-    if not hasattr(lr, "ndim") or not hasattr(lr, "is_floating_point"):
-        raise TypeError(f"{what} must be a torch.Tensor, got {type(lr).__name__}")
-    if lr.ndim != 4 or lr.shape[1] != 3:
-        raise ValueError(f"{what} must be B×3×H×W (RGB in [0, 1]), got shape {tuple(lr.shape)}")
-    if not lr.is_floating_point():
-        raise TypeError(f"{what} must be a floating tensor in [0, 1], got dtype {lr.dtype}")
+__all__ = ["EDSR"]
 
 
 class EDSR(nn.Module):
@@ -91,5 +77,5 @@ def edsr_baseline(scale: int, **overrides: Any) -> EDSR:
 
 @register_model("edsr-lite")
 def edsr_lite(scale: int, **overrides: Any) -> EDSR:
-    """EDSR with the lite body (:data:`LITE`), sized for CPU training."""
-    return _edsr(dict(LITE), scale, overrides)
+    """EDSR with the lite body (:data:`~ignn_lab.models.config.LITE_BODY`), sized for CPU training."""
+    return _edsr(dict(LITE_BODY), scale, overrides)

@@ -15,14 +15,13 @@ from torch import Tensor
 from ignn_lab.data.degrade import make_son
 from ignn_lab.graph.patches import grid_size
 from ignn_lab.models.aggregation import GraphAggregation
-from ignn_lab.models.blocks import (ResBlock, cat_channels_last, conv, conv_block, mean_shift, pixel_shuffle_cat,
-                                    upsampler_layers)
-from ignn_lab.models.config import IGNNConfig
-from ignn_lab.models.edsr import LITE, check_input
+from ignn_lab.models.blocks import (ResBlock, cat_channels_last, check_input, conv, conv_block, mean_shift,
+                                    pixel_shuffle_cat, upsampler_layers)
+from ignn_lab.models.config import LITE_BODY, IGNNConfig
 from ignn_lab.models.nonlocal_block import NonLocalBlock
 from ignn_lab.models.registry import register_model
 
-# Graph settings of ``ignn-lite`` (the lite body is edsr.LITE); chosen for CPU speed, see docs/models.md.
+# Graph settings of ``ignn-lite`` (on LITE_BODY); chosen for CPU speed, see docs/models.md.
 LITE_GRAPH = {"embedding": "pixel", "window": 8, "k": 3, "agg_channels": 4, "edge_channels": 8}
 
 __all__ = ["IGNN", "LITE_GRAPH"]
@@ -152,8 +151,9 @@ def ignn(scale: int, **overrides: Any) -> IGNN:
 
 @register_model("ignn-lite")
 def ignn_lite(scale: int, **overrides: Any) -> IGNN:
-    """IGNN on the lite body (edsr.LITE) with the lite graph settings (:data:`LITE_GRAPH`)."""
-    return _ignn({**LITE, **LITE_GRAPH}, scale, overrides)
+    """IGNN on the lite body (:data:`~ignn_lab.models.config.LITE_BODY`) with the lite graph settings
+    (:data:`LITE_GRAPH`)."""
+    return _ignn({**LITE_BODY, **LITE_GRAPH}, scale, overrides)
 
 
 @register_model("nonlocal")
@@ -165,4 +165,4 @@ def nonlocal_paper(scale: int, **overrides: Any) -> IGNN:
 @register_model("nonlocal-lite")
 def nonlocal_lite(scale: int, **overrides: Any) -> IGNN:
     """The non-local baseline on the lite body."""
-    return _ignn({**LITE, "aggregation": "nonlocal"}, scale, overrides)
+    return _ignn({**LITE_BODY, "aggregation": "nonlocal"}, scale, overrides)

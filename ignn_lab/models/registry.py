@@ -1,4 +1,9 @@
-"""The single model registry (STYLE §7): typed builders registered by name, duplicates rejected."""
+"""The single model registry (STYLE §7): typed builders registered by name, duplicates rejected.
+
+The model modules register their builders when imported; ``ignn_lab/models/__init__.py`` imports them, and
+Python runs a package's ``__init__`` before any of its modules, so the registry is complete whichever module a
+caller imports (and this module imports none of them: no cycle).
+"""
 
 from __future__ import annotations
 
@@ -34,7 +39,6 @@ def register_model(name: str) -> Callable[[B], B]:
 
 def list_models() -> list[str]:
     """Registered model names, sorted."""
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
@@ -52,7 +56,6 @@ def build(name: str, scale: int, **overrides: Any) -> nn.Module:
         An ``nn.Module`` called as ``model(lr, son=None)`` on B×3×H×W float in [0, 1], returning B×3×sH×sW
         (unclamped), with ``model.scale``, ``model.config`` and ``model.needs_son``.
     """
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name](scale, **overrides)
@@ -61,10 +64,3 @@ def build(name: str, scale: int, **overrides: Any) -> nn.Module:
 def get_model(name: str, scale: int, **overrides: Any) -> nn.Module:
     """Alias of :func:`build` (torchvision's name)."""
     return build(name, scale, **overrides)
-
-
-def _ensure_loaded() -> None:
-    # The model modules register themselves on import; importing them here keeps the registry complete even
-    # when a caller imported only ``ignn_lab.models.registry``.
-    import ignn_lab.models.edsr  # noqa: F401
-    import ignn_lab.models.ignn  # noqa: F401

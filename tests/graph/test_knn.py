@@ -1,97 +1,21 @@
-"""cross_scale_knn, every backend, against an independent float64 brute force (issue 3, "Exactness").
-
-The brute force below shares no code with the package: patches by explicit slicing of a zero-padded canvas,
-windows by the spec's formulas, distances as float64 sums of squared differences, ranking by (distance,
-index).
-"""
+"""cross_scale_knn, every backend, against an independent float64 brute force (``support.brute_force``): exactness,
+ties, the torch backend's tiling and selection, the backend choice, and argument errors."""
 
 from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pytest
 import torch
 
 import ignn_lab.graph.knn as knn_mod
 import ignn_lab.graph.knn_exact as knn_exact
 import ignn_lab.graph.knn_torch as knn_torch
-from ignn_lab._optional import available
-from ignn_lab.graph import cross_scale_knn, kernels
-from tests.graph.test_patches import _loop_im2patch
-
-HAS_FAISS = available("faiss")
-BACKENDS = ["reference", "torch", "auto"] + (["faiss"] if HAS_FAISS else [])
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def brute_force(query, son, *, k, window, graph_scale, centering="corrected", patch_size=3, stride=2):
-    """float64 brute force: (dist B×M×k, idx B×M×k, sorted B×M×Nc all window distances)."""
-    qv, (m1, m2), _ = _loop_im2patch(query.double(), patch_size, stride)
-    sv, (n1, n2), _ = _loop_im2patch(son.double(), patch_size, stride)
-    qv, sv = qv.numpy(), sv.numpy()
-    glob = window is None or (window >= n1 and window >= n2)
-    s = None if glob else min(window, n1, n2)
-    table = []  # candidate son indices of every query, from the spec's formulas
-    for i in range(m1):
-        for j in range(m2):
-            if glob:
-                table.append(list(range(n1 * n2)))
-                continue
-            if centering == "corrected":
-                r0, c0 = i // graph_scale - s // 2, j // graph_scale - s // 2
-            else:
-                r0, c0 = i // 2 - s // graph_scale, j // 2 - s // graph_scale
-            r0, c0 = min(max(r0, 0), n1 - s), min(max(c0, 0), n2 - s)
-            table.append([(r0 + a) * n2 + c0 + c for a in range(s) for c in range(s)])
-    table = np.array(table)
-    B, M, D = qv.shape
-    step = max(1, 2**22 // (table.shape[1] * D))
-    dist, idx, everything = [], [], []
-    for b in range(B):
-        for a in range(0, M, step):
-            cand = table[a: a + step]
-            d = ((qv[b, a: a + step, None, :] - sv[b][cand]) ** 2).sum(-1)
-            order = np.lexsort((cand, d), axis=-1)  # by distance, then by son index
-            dist.append(np.take_along_axis(d, order, -1)[:, :k])
-            idx.append(np.take_along_axis(cand, order, -1)[:, :k])
-            everything.append(np.sort(d, -1))
-    shape = (B, M, -1)
-    return tuple(torch.from_numpy(np.concatenate(a)).view(shape) for a in (dist, idx, everything))
-
-
-def tie_free(sorted_all, k, rel=1e-5):
-    """B×M×k mask: ranks whose float64 distance is separated from both neighbours by more than ``rel``."""
-    inf = torch.full(sorted_all.shape[:-1] + (1,), float("inf"), dtype=sorted_all.dtype)
-    d = torch.cat([sorted_all[..., : k + 1], inf], -1)  # +inf: no right neighbour when k = all candidates
-    scale = d[..., :k].abs().clamp(min=1e-300)
-    gap_next = (d[..., 1: k + 1] - d[..., :k]) > rel * scale
-    gap_prev = torch.ones_like(gap_next)
-    gap_prev[..., 1:] = (d[..., 1:k] - d[..., : k - 1]) > rel * scale[..., 1:]
-    return gap_next & gap_prev
-
-
-_BRUTE_CACHE: dict = {}
-
-
-def check_against_brute(g, query, son, *, k, window, graph_scale, centering="corrected", patch_size=3,
-                        stride=2, exact_ties=False, cache_key=None):
-    if cache_key is None or cache_key not in _BRUTE_CACHE:
-        result = brute_force(query, son, k=k, window=window, graph_scale=graph_scale, centering=centering,
-                             patch_size=patch_size, stride=stride)
-        if cache_key is not None:
-            _BRUTE_CACHE[cache_key] = result
-    bd, bi, ball = _BRUTE_CACHE[cache_key] if cache_key is not None else result
-    assert g.index.dtype == torch.int64 and g.index.shape == bi.shape
-    assert g.distance.dtype == query.dtype
-    torch.testing.assert_close(g.distance.double(), bd, rtol=1e-5, atol=0)
-    if exact_ties:  # ties are exact in the data: indices must match everywhere (lower index wins)
-        assert torch.equal(g.index, bi)
-    else:
-        ok = tie_free(ball, k)
-        assert ok.float().mean() > 0.5  # the comparison is not vacuous
-        assert torch.equal(g.index[ok], bi[ok])
-    assert bool((g.distance[..., 1:] >= g.distance[..., :-1]).all())
+from ignn_lab.graph import cross_scale_knn
+from ignn_lab.graph.faiss_ops import heap_smallest
+from ignn_lab.graph.patches import im2patch_rows
+from tests.graph.support import (BACKENDS, HAS_FAISS, HAS_KERNELS, check_against_brute, needs_cuda, needs_faiss,
+                                 needs_kernels, periodic_son)
 
 
 RANDOM_CASES = [
@@ -117,7 +41,7 @@ def test_random_tensors_match_float64_brute_force(case, dtype, backend):
     query = torch.randn(B, C, H, W, generator=gen, dtype=dtype)
     son = torch.randn(B, C, H // g, W // g, generator=gen, dtype=dtype)
     res = cross_scale_knn(query, son, k=k, window=window, graph_scale=g, centering=centering, backend=backend)
-    assert res.backend in ("reference", "torch", "faiss")
+    assert res.backend in ("reference", "torch", "faiss") and res.engine != "auto"
     check_against_brute(res, query, son, k=k, window=window, graph_scale=g, centering=centering,
                         cache_key=(case, dtype))
 
@@ -166,18 +90,12 @@ def test_backends_agree_bit_for_bit():
 # ----------------------------------------------------------------------------------------------- ties
 
 
-def _periodic_son(B, C, h, w, period, gen):
-    """A son image that repeats every ``period`` pixels along x: patches ``period/stride`` apart are equal."""
-    base = torch.randn(B, C, h, period, generator=gen)
-    return base.repeat(1, 1, 1, (w + period - 1) // period)[..., :w].contiguous()
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("window", [5, None])
 def test_duplicated_son_patches_resolve_to_lower_index(backend, window):
     gen = torch.Generator().manual_seed(7)
     query = torch.randn(2, 3, 36, 40, generator=gen)
-    son = _periodic_son(2, 3, 18, 20, 4, gen)  # son patch (r, c) == (r, c + 2): every distance is tied
+    son = periodic_son(2, 3, 18, 20, 4, gen)  # son patch (r, c) == (r, c + 2): every distance is tied
     res = cross_scale_knn(query, son, k=5, window=window, graph_scale=2, backend=backend)
     check_against_brute(res, query, son, k=5, window=window, graph_scale=2, exact_ties=True)
     d = res.distance
@@ -207,20 +125,20 @@ def test_zero_features_tie_at_distance_zero(backend):
     assert bool((res.distance[0, 0] == 0).all())
 
 
-def test_fallback_path_is_exercised_and_exact(monkeypatch):
-    """With no shortlist margin, rows with ties are not certified and go through the exact fallback."""
-    calls = []
-    real = knn_exact._fallback
-    monkeypatch.setattr(knn_exact, "SHORTLIST_EXTRA", 0)
-    monkeypatch.setattr(knn_torch, "ENGINE", "torch")  # the C kernel rescans inside (tested with the kernels)
-    monkeypatch.setattr(knn_exact, "_fallback",
-                        lambda *a, **kw: calls.append(a[0].shape[0]) or real(*a, **kw))
+@pytest.mark.parametrize("window", [5, None])
+def test_fallback_path_is_exercised_and_exact(window):
+    """With no shortlist margin, rows with ties are not certified and go through the exact fallback (the torch
+    engine's; the C kernels rescan inside, tested in test_knn_kernels)."""
     gen = torch.Generator().manual_seed(9)
     query = torch.randn(1, 3, 30, 30, generator=gen)
-    son = _periodic_son(1, 3, 15, 15, 4, gen)
-    res = cross_scale_knn(query, son, k=3, window=5, graph_scale=2, backend="torch")
-    assert sum(calls) > 0
-    check_against_brute(res, query, son, k=3, window=5, graph_scale=2, exact_ties=True)
+    son = periodic_son(1, 3, 15, 15, 4, gen)
+    res = cross_scale_knn(query, son, k=3, window=window, graph_scale=2, backend="torch", engine="torch",
+                          shortlist_extra=0)
+    assert res.engine == "torch" and res.shortlist == 3 and res.rescans > 0
+    check_against_brute(res, query, son, k=3, window=window, graph_scale=2, exact_ties=True)
+    default = cross_scale_knn(query, son, k=3, window=window, graph_scale=2, backend="torch", engine="torch")
+    assert default.shortlist == 3 + knn_exact.SHORTLIST_EXTRA
+    assert torch.equal(default.index, res.index) and torch.equal(default.distance, res.distance)
 
 
 # ------------------------------------------------------------------------------------- torch tiling
@@ -228,12 +146,12 @@ def test_fallback_path_is_exercised_and_exact(monkeypatch):
 
 def test_windowed_torch_never_builds_the_full_matrix(monkeypatch):
     shapes = []
-    real = knn_torch._lower_bounds
+    real = knn_torch._lower_bounds  # observed, not changed: every GEMM's operand shapes are recorded
     monkeypatch.setattr(knn_torch, "_lower_bounds", lambda q, c, cand, gam, **kw: shapes.append(
         (q.shape, cand.shape)) or real(q, c, cand, gam, **kw))
     gen = torch.Generator().manual_seed(6)
     query, son = torch.randn(1, 3, 96, 100, generator=gen), torch.randn(1, 3, 48, 50, generator=gen)
-    res = cross_scale_knn(query, son, k=5, window=8, graph_scale=2, backend="torch", tile=8)
+    res = cross_scale_knn(query, son, k=5, window=8, graph_scale=2, backend="torch", tile=8, engine="torch")
     check_against_brute(res, query, son, k=5, window=8, graph_scale=2)
     n_son = res.son_grid[0] * res.son_grid[1]
     assert shapes
@@ -242,26 +160,26 @@ def test_windowed_torch_never_builds_the_full_matrix(monkeypatch):
         assert n_cand <= (8 + 4) ** 2 < n_son  # each tile meets the union of its windows only
 
 
-@pytest.mark.parametrize("heap", [False, True])
+@pytest.mark.parametrize("selection", ["topk", "heap"])
 @pytest.mark.parametrize("runs_as_views", [0, 10**6])
-def test_selection_and_union_paths_match_brute_force(monkeypatch, heap, runs_as_views):
+def test_selection_and_union_paths_match_brute_force(selection, runs_as_views):
     """Both shortlist selections (torch.topk, faiss's heap) and both ways of reading the unions (strided views,
     one gather), on chunks that span several bands and batch items; window 2 leaves rows with fewer
     in-window candidates than the shortlist (unfilled heap slots)."""
-    if heap and not HAS_FAISS:
+    if selection == "heap" and not HAS_FAISS:
         pytest.skip("needs faiss")
-    monkeypatch.setattr(knn_torch, "HEAP_SELECT", heap)
-    monkeypatch.setattr(knn_torch, "RUNS_AS_VIEWS", runs_as_views)
-    monkeypatch.setattr(knn_torch, "ENGINE", "torch")  # selection in torch (the C kernel selects on its own)
-    used = []
-    real = knn_exact._heap_smallest
-    monkeypatch.setattr(knn_exact, "_heap_smallest", lambda b, kp: used.append(b.shape) or real(b, kp))
     gen = torch.Generator().manual_seed(21)
     query, son = torch.randn(2, 3, 41, 38, generator=gen), torch.randn(2, 3, 20, 19, generator=gen)
+    son_grid = (10, 9)
+    son_rows = im2patch_rows(son, 0, son_grid[0], 3, 2)
     for window, k in ((6, 5), (2, 4)):
-        res = cross_scale_knn(query, son, k=k, window=window, graph_scale=2, backend="torch", tile=(4, 6))
+        dist, idx, stats = knn_torch.windowed_search(query, son_rows, son_grid, window, 2, k, tile=(4, 6),
+                                                     engine="torch", selection=selection,
+                                                     runs_as_views=runs_as_views)
+        assert stats.engine == "torch" and stats.selection == selection
+        res = cross_scale_knn(query, son, k=k, window=window, graph_scale=2, backend="reference")
         check_against_brute(res, query, son, k=k, window=window, graph_scale=2)
-    assert bool(used) == heap
+        assert torch.equal(dist, res.distance) and torch.equal(idx, res.index)
 
 
 def test_results_do_not_alias_reused_buffers():
@@ -281,18 +199,17 @@ def test_results_do_not_alias_reused_buffers():
     assert torch.equal(inside.index, after.index) and torch.equal(inside.distance, after.distance)
 
 
+@needs_faiss
 def test_heap_selection_equals_topk_selection():
     """faiss's heap and torch.topk give the same shortlist values and the same bound on the rest, with masked
     (inf) entries and rows that have fewer finite entries than the shortlist."""
-    if not HAS_FAISS:
-        pytest.skip("needs faiss")
     gen = torch.Generator().manual_seed(4)
     bound = torch.randn(3, 40, 50, generator=gen)
     bound[torch.rand(3, 40, 50, generator=gen) < 0.5] = float("inf")
     bound[0, 0, 3:] = float("inf")  # 3 finite entries for a shortlist of 6
     bound[1, 1] = 0.25  # a row of ties
-    hv, hp, hx = knn_exact._heap_smallest(bound, 6)
-    tv, tp, tx = knn_exact._smallest(bound, 6)
+    hv, hp, hx = heap_smallest(bound, 6)
+    tv, tp, tx = knn_exact.smallest_entries(bound, 6)
     assert torch.equal(hv, tv) and torch.equal(hx, tx.clamp(max=torch.finfo(torch.float32).max))
     finite = torch.isfinite(hv)
     assert torch.equal(bound.gather(2, hp)[finite], hv[finite])  # positions point at their values
@@ -327,37 +244,39 @@ def test_parallel_bands_keep_the_callers_thread_setting(threads):
 
 
 def test_faiss_missing_gives_clear_error_and_auto_falls_back(monkeypatch):
-    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
-    monkeypatch.setattr(kernels, "load", lambda: None)  # the faiss rules apply where the C kernels are not built
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError (faiss "not installed")
     query, son = torch.randn(1, 3, 20, 20), torch.randn(1, 3, 10, 10)
     with pytest.raises(ImportError, match="pip install 'ignn-lab\\[faiss\\]'"):
         cross_scale_knn(query, son, window=None, backend="faiss")
-    monkeypatch.setattr(knn_mod, "AUTO_FAISS_MIN_WORK", 0)
-    res = cross_scale_knn(query, son, window=None, backend="auto")
-    assert res.backend == "torch" and "faiss not installed" in res.note
-    ref = cross_scale_knn(query, son, window=None, backend="reference")
-    assert torch.equal(res.index, ref.index)
-
-
-@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
-def test_auto_picks_by_shape(monkeypatch):
-    monkeypatch.setattr(kernels, "load", lambda: None)  # the faiss rules apply where the C kernels are not built
-    query, son = torch.randn(1, 3, 40, 40), torch.randn(1, 3, 20, 20)
-    assert cross_scale_knn(query, son, window=4, backend="auto").backend == "torch"
-    work = 20 * 20 * 10 * 10 * 27
-    monkeypatch.setattr(knn_mod, "AUTO_FAISS_MIN_WORK", work + 1)
-    assert cross_scale_knn(query, son, window=None, backend="auto").backend == "torch"
-    monkeypatch.setattr(knn_mod, "AUTO_FAISS_MIN_WORK", work)
-    res = cross_scale_knn(query, son, window=None, backend="auto")
-    assert res.backend == "torch" and "27-d" in res.note  # 27-d patches stay on torch
-    monkeypatch.setattr(knn_mod, "AUTO_FAISS_MIN_DIM", 27)
-    res = cross_scale_knn(query, son, window=None, backend="auto")
-    assert res.backend == "faiss" and "crossover" in res.note
-
-
-def test_auto_whole_image_search_on_cpu_uses_the_c_kernels_when_built(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(kernels, "load", lambda: object())
+    # where faiss would be picked (large 576-d work, no C kernels in play), auto says why it is not
+    name, note = knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=knn_mod.AUTO_FAISS_MIN_WORK,
+                                         dim=576, engine="torch")
+    assert name == "torch" and "faiss not installed" in note
+    res = cross_scale_knn(query, son, window=None, backend="auto", engine="torch")
+    ref = cross_scale_knn(query, son, window=None, backend="reference")
+    assert res.backend == "torch" and torch.equal(res.index, ref.index)
+
+
+@needs_faiss
+def test_auto_picks_by_shape():
+    """Without the C kernels (engine='torch'), whole-image search follows the measured faiss crossover."""
+    cpu, work = torch.device("cpu"), knn_mod.AUTO_FAISS_MIN_WORK
+    query, son = torch.randn(1, 3, 40, 40), torch.randn(1, 3, 20, 20)
+    assert cross_scale_knn(query, son, window=4, backend="auto", engine="torch").backend == "torch"
+    assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=work - 1, dim=576,
+                                   engine="torch")[0] == "torch"
+    name, note = knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=work, dim=576, engine="torch")
+    assert name == "faiss" and "crossover" in note
+    name, note = knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=work, dim=27, engine="torch")
+    assert name == "torch" and "27-d" in note  # 27-d patches stay on torch
+    res = cross_scale_knn(query, son, window=None, backend="auto", engine="torch")  # 27-d, small: torch
+    assert res.backend == "torch" and "below the faiss crossover" in res.note
+
+
+@needs_kernels
+def test_auto_whole_image_search_on_cpu_uses_the_c_kernels_when_built():
+    cpu = torch.device("cpu")
     name, note = knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12, dim=576)
     assert name == "torch" and "C kernels" in note
     name, _ = knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12, dim=576,
@@ -365,16 +284,15 @@ def test_auto_whole_image_search_on_cpu_uses_the_c_kernels_when_built(monkeypatc
     assert name == ("faiss" if HAS_FAISS else "torch")
 
 
-def test_resolve_backend_rules(monkeypatch):
-    monkeypatch.setattr(kernels, "load", lambda: None)
+def test_resolve_backend_rules():
     cpu = torch.device("cpu")
     assert knn_mod.resolve_backend("reference", windowed=True, device=cpu, work=1) == ("reference", "")
     assert knn_mod.resolve_backend("auto", windowed=True, device=cpu, work=10**12)[0] == "torch"
-    assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=1)[0] == "torch"
+    assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=1, engine="torch")[0] == "torch"
     if HAS_FAISS:
-        assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12)[0] == "faiss"
-        assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12, dim=576)[0] == "faiss"
-        assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12, dim=27)[0] == "torch"
+        assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12, engine="torch")[0] == "faiss"
+        assert knn_mod.resolve_backend("auto", windowed=False, device=cpu, work=10**12, dim=27,
+                                       engine="torch")[0] == "torch"
     with pytest.raises(ValueError, match="backend must be one of"):
         knn_mod.resolve_backend("annoy", windowed=True, device=cpu, work=1)
 
@@ -390,6 +308,8 @@ def test_half_precision_is_searched_in_float32():
 
 def test_result_fields():
     res = cross_scale_knn(torch.randn(2, 3, 45, 62), torch.randn(2, 3, 22, 31), k=5, window=8)
+    assert res.engine in ("c-bf16", "c-float32", "torch") and res.backend == "torch"
+    assert res.shortlist >= 5 and res.rescans >= 0
     assert res.query_grid == (22, 31) and res.son_grid == (11, 15)
     assert res.padding == (0, 0, 0, 1) and res.son_padding == (0, 1, 0, 0)
     assert res.window == 8 and res.graph_scale == 2 and res.patch_size == 3 and res.stride == 2
@@ -404,8 +324,15 @@ def test_result_fields():
     ({"backend": "annoy"}, ValueError, "backend must be one of"),
     ({"centering": "middle"}, ValueError, "centering"),
     ({"tile": 0}, ValueError, "tile must be >= 1"),
+    ({"engine": "gpu"}, ValueError, "engine must be one of"),
+    ({"selection": "sort"}, ValueError, "selection must be one of"),
+    ({"shortlist_extra": -1}, ValueError, "shortlist_extra must be >= 0"),
+    ({"backend": "reference", "engine": "torch"}, ValueError, "engine='auto'"),
+    ({"backend": "torch", "engine": "c-float32", "selection": "topk"}, ValueError, "selects inside the C kernel"),
 ])
 def test_argument_errors(kwargs, exc, match):
+    if kwargs.get("engine") == "c-float32" and not HAS_KERNELS:
+        pytest.skip("no C kernels")
     args = {"k": 5, "window": 8, **kwargs}
     with pytest.raises(exc, match=match):
         cross_scale_knn(torch.randn(1, 3, 45, 62), torch.randn(1, 3, 22, 31), **args)

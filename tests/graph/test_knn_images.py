@@ -9,7 +9,7 @@ from ignn_lab.data.datasets import list_images, load_image
 from ignn_lab.data.degrade import bicubic_lr, make_son, to_tensor01
 from ignn_lab.graph import cross_scale_knn
 from ignn_lab.graph.embed import embed
-from tests.graph.test_knn import BACKENDS, brute_force, tie_free
+from tests.graph.support import BACKENDS, brute_force, tie_free
 
 # (set, image, scale, LR crop (top, left, height, width)); crops keep the brute force to seconds
 IMAGES = {

@@ -1,9 +1,7 @@
-"""The C kernels of windowed search and the bfloat16 keys (issue 3): same bits as the torch path, exact against
-the float64 brute force, proven bounds, and a clean fallback when the kernels cannot be built."""
+"""The engines of the torch backend (C kernels with float32 bounds or bfloat16 keys, torch alone): the same bits
+as each other, exact against the float64 brute force, and the bfloat16 keys' proven bounds."""
 
 from __future__ import annotations
-
-import os
 
 import pytest
 import torch
@@ -12,12 +10,7 @@ import ignn_lab.graph.knn_bf16 as knn_bf16
 import ignn_lab.graph.knn_exact as knn_exact
 import ignn_lab.graph.knn_torch as knn_torch
 from ignn_lab.graph import cross_scale_knn, kernels
-from tests.graph.test_knn import _periodic_son, check_against_brute
-
-HAS_CC = kernels._compiler() is not None and os.environ.get("IGNN_LAB_KERNELS", "1") != "0"
-needs_kernels = pytest.mark.skipif(not HAS_CC, reason="no C compiler (or IGNN_LAB_KERNELS=0)")
-HAS_BF16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="CPU without native bfloat16 dot products")
+from tests.graph.support import HAS_BF16, c_engines, check_against_brute, needs_bf16, needs_kernels, periodic_son
 
 
 @needs_kernels
@@ -41,21 +34,21 @@ def test_kernel_distance_has_the_same_bits_as_the_torch_formula(dim):
 
 
 @needs_kernels
-def test_exact_sqdist_with_and_without_kernels_agree_on_broadcast_and_strided_inputs(monkeypatch):
+def test_exact_sqdist_with_and_without_kernels_agree_on_broadcast_and_strided_inputs():
     gen = torch.Generator().manual_seed(1)
     q = torch.randn(2, 5, 40, generator=gen)
     cases = [torch.randn(2, 1, 7, 40, generator=gen),  # broadcast over queries (the reference backend)
              torch.randn(2, 5, 9, 40, generator=gen)[:, :, ::2],  # strided candidates
              torch.randn(7, 40, generator=gen)]  # one list for every query
     for cand in cases:
-        with_kernel = knn_exact.exact_sqdist(q, cand)
-        monkeypatch.setattr(knn_exact, "_use_kernel", lambda *a: False)
-        assert torch.equal(with_kernel, knn_exact.exact_sqdist(q, cand))
-        monkeypatch.undo()
+        with_kernel = kernels.sqdist_batch(q, cand)
+        torch_formula = knn_exact._lane_sum((q.unsqueeze(-2) - cand).square())
+        assert torch.equal(with_kernel, torch_formula)
+        assert torch.equal(knn_exact.exact_sqdist(q, cand), with_kernel)
 
 
 def _engines():
-    return ["torch", "c-float32"] + (["c-bf16"] if HAS_BF16 else [])
+    return ["torch"] + c_engines()
 
 
 CASES = [
@@ -70,39 +63,31 @@ CASES = [
 @needs_kernels
 @pytest.mark.parametrize("engine", _engines())
 @pytest.mark.parametrize("case", CASES)
-def test_every_engine_matches_brute_force(monkeypatch, engine, case):
+def test_every_engine_matches_brute_force(engine, case):
     B, C, H, W, g, window, centering, k = case
-    monkeypatch.setattr(knn_torch, "ENGINE", engine)
-    monkeypatch.setattr(knn_bf16, "MIN_DIM", 1)  # bfloat16 keys on these small patches too
     gen = torch.Generator().manual_seed(H * W + C)
     query = torch.randn(B, C, H, W, generator=gen) + 3  # an offset: centring matters
     son = torch.randn(B, C, -(-H // g), -(-W // g), generator=gen) + 3
-    res = cross_scale_knn(query, son, k=k, window=window, graph_scale=g, centering=centering, backend="torch")
-    if window < min(res.son_grid):
-        assert knn_torch.LAST_SEARCH["mode"] == engine
+    res = cross_scale_knn(query, son, k=k, window=window, graph_scale=g, centering=centering, backend="torch",
+                          engine=engine)  # a named engine runs even on patches below knn_bf16.MIN_DIM
+    assert res.engine == engine
     check_against_brute(res, query, son, k=k, window=window, graph_scale=g, centering=centering)
 
 
 @needs_kernels
-@pytest.mark.parametrize("engine", ["c-float32"] + (["c-bf16"] if HAS_BF16 else []))
+@pytest.mark.parametrize("engine", c_engines())
 @pytest.mark.parametrize("shape", [(2, 16, 37, 42), (1, 70, 30, 31)])
-def test_whole_image_search_through_the_kernels_matches_brute_force(monkeypatch, engine, shape):
+def test_whole_image_search_through_the_kernels_matches_brute_force(engine, shape):
     """window=None on CPU: tiles of queries against every son patch (a window covering the son grid)."""
-    monkeypatch.setattr(knn_torch, "ENGINE", engine)
-    monkeypatch.setattr(knn_bf16, "MIN_DIM", 1)
-    monkeypatch.setattr(knn_torch, "GLOBAL_KERNEL_MIN_DIM", 1)
-    monkeypatch.setattr(knn_torch, "GLOBAL_TILE", (4, 8))  # several tiles, partial last ones
     B, C, H, W = shape
     gen = torch.Generator().manual_seed(C)
     query, son = torch.randn(B, C, H, W, generator=gen) + 2, torch.randn(B, C, H // 2, W // 2, generator=gen) + 2
-    res = cross_scale_knn(query, son, k=5, window=None, backend="torch")
-    assert knn_torch.LAST_SEARCH["mode"] == engine
-    assert knn_torch.LAST_SEARCH["rows"] == B * res.query_grid[0] * res.query_grid[1]
+    res = cross_scale_knn(query, son, k=5, window=None, backend="torch", engine=engine,
+                          tile=(4, 8))  # several tiles, partial last ones
+    assert res.engine == engine and res.selection == "kernel"
     check_against_brute(res, query, son, k=5, window=None, graph_scale=2)
-    monkeypatch.setattr(knn_torch, "GLOBAL_KERNEL_MIN_DIM", 10**6)  # the band path: same bits
-    knn_torch.LAST_SEARCH.clear()
-    band = cross_scale_knn(query, son, k=5, window=None, backend="torch")
-    assert not knn_torch.LAST_SEARCH
+    band = cross_scale_knn(query, son, k=5, window=None, backend="torch", engine="torch")  # the band path
+    assert band.engine == "torch" and band.selection in ("topk", "heap")
     assert torch.equal(band.index, res.index) and torch.equal(band.distance, res.distance)
 
 
@@ -115,35 +100,54 @@ def test_global_tiles_bound_the_key_matrix():
 
 @needs_kernels
 @pytest.mark.parametrize("engine", _engines())
-def test_rescan_inside_the_kernel_is_exercised_and_exact_with_ties(monkeypatch, engine):
-    """No shortlist margin and a periodic son (exact ties): many rows are not certified and get rescanned."""
-    monkeypatch.setattr(knn_torch, "ENGINE", engine)
-    monkeypatch.setattr(knn_bf16, "MIN_DIM", 1)
-    monkeypatch.setattr(knn_exact, "SHORTLIST_EXTRA", 0)
-    monkeypatch.setattr(knn_bf16, "SHORTLIST_EXTRA_BF16", 0)
+def test_rescan_is_exercised_and_exact_with_ties(engine):
+    """No shortlist margin and a periodic son (exact ties): many rows are not certified and get rescanned
+    (inside the kernel for the C engines)."""
     gen = torch.Generator().manual_seed(9)
     query = torch.randn(1, 3, 30, 30, generator=gen)
-    son = _periodic_son(1, 3, 15, 15, 4, gen)
-    res = cross_scale_knn(query, son, k=3, window=5, graph_scale=2, backend="torch")
-    assert knn_torch.LAST_SEARCH["mode"] == engine
-    if engine != "torch":
-        assert knn_torch.LAST_SEARCH["rescans"] > 0
+    son = periodic_son(1, 3, 15, 15, 4, gen)
+    res = cross_scale_knn(query, son, k=3, window=5, graph_scale=2, backend="torch", engine=engine,
+                          shortlist_extra=0)
+    assert res.engine == engine and res.shortlist == 3 and res.rescans > 0
     check_against_brute(res, query, son, k=3, window=5, graph_scale=2, exact_ties=True)
 
 
 @needs_kernels
 @pytest.mark.parametrize("engine", _engines())
-def test_zero_features_tie_at_distance_zero_in_every_engine(monkeypatch, engine):
-    monkeypatch.setattr(knn_torch, "ENGINE", engine)
-    monkeypatch.setattr(knn_bf16, "MIN_DIM", 1)
+def test_zero_features_tie_at_distance_zero_in_every_engine(engine):
     gen = torch.Generator().manual_seed(4)
     query = torch.relu(torch.randn(1, 8, 32, 32, generator=gen) - 1.5)
     son = torch.relu(torch.randn(1, 8, 16, 16, generator=gen) - 1.5)
     query[..., :12, :12] = 0
     son[..., :8, :8] = 0
-    res = cross_scale_knn(query, son, k=5, window=6, graph_scale=2, backend="torch")
+    res = cross_scale_knn(query, son, k=5, window=6, graph_scale=2, backend="torch", engine=engine)
+    assert res.engine == engine
     check_against_brute(res, query, son, k=5, window=6, graph_scale=2, exact_ties=True)
     assert bool((res.distance[0, 0] == 0).all())
+
+
+@needs_kernels
+def test_auto_engine_follows_its_rules():
+    """auto: bfloat16 keys for D >= knn_bf16.MIN_DIM where the CPU has them, float32 bounds below; torch for
+    float64; a named engine that cannot run says why."""
+    gen = torch.Generator().manual_seed(5)
+    small, small_son = torch.randn(1, 3, 30, 32, generator=gen), torch.randn(1, 3, 15, 16, generator=gen)
+    wide, wide_son = torch.randn(1, 64, 60, 64, generator=gen), torch.randn(1, 64, 30, 32, generator=gen)
+    assert cross_scale_knn(small, small_son, k=5, window=6).engine == "c-float32"
+    assert cross_scale_knn(wide, wide_son, k=5, window=6).engine == ("c-bf16" if HAS_BF16 else "c-float32")
+    assert cross_scale_knn(small.double(), small_son.double(), k=5, window=6).engine == "torch"
+    with pytest.raises(ValueError, match="float32 CPU tensors, got torch.float64"):
+        cross_scale_knn(small.double(), small_son.double(), k=5, window=6, engine="c-float32")
+    with pytest.raises(ValueError, match="exceeds the kernels' 64"):
+        cross_scale_knn(wide, wide_son, k=5, window=9, engine="c-float32", shortlist_extra=60)
+    nan = wide.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        cross_scale_knn(nan, wide_son, k=5, window=6, engine="c-float32")
+    assert cross_scale_knn(nan, wide_son, k=5, window=6).engine == "torch"  # auto: the engine that applies
+    if not HAS_BF16:
+        with pytest.raises(ValueError, match="no native bfloat16"):
+            cross_scale_knn(wide, wide_son, k=5, window=6, engine="c-bf16")
 
 
 def _key_bounds(q_cols: torch.Tensor, son: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,12 +159,14 @@ def _key_bounds(q_cols: torch.Tensor, son: torch.Tensor) -> tuple[torch.Tensor, 
     gamma = knn_bf16.bf16_gamma(D, width)
     centre = q_cols.mean(2)
     cand = torch.empty(1, n, width, dtype=torch.bfloat16)
-    kernels.augment_union_bf16(son, n, (1, n), torch.zeros(1, dtype=torch.int64), centre, 1 - gamma,
-                               knn_bf16.C1, knn_bf16.UP, cand)
+    kernels.augment_union_bf16(son, union_base=torch.zeros(1, dtype=torch.int64), centre=centre, out=cand,
+                               union_rows=1, union_cols=n, son_cols=n, shrink=1 - gamma, c1=knn_bf16.C1,
+                               up=knn_bf16.UP)
     q_aug = torch.empty(1, R, width, dtype=torch.bfloat16)
     row_term = torch.empty(1, R, dtype=torch.float64)
-    kernels.augment_queries_bf16(q_cols, centre, 1 - gamma, knn_bf16.C1, knn_bf16.UP, knn_bf16.KAPPA_UP,
-                                 knn_bf16.T_SPLIT, q_aug, row_term)
+    kernels.augment_queries_bf16(q_cols, centre=centre, out=q_aug, row_term=row_term, shrink=1 - gamma,
+                                 c1=knn_bf16.C1, up=knn_bf16.UP, kappa_up=knn_bf16.KAPPA_UP,
+                                 t_split=knn_bf16.T_SPLIT)
     keys = torch.bmm(q_aug, cand.transpose(1, 2)).double()[0]
     amax = max(float(q_cols.abs().max()), float(son.abs().max()))
     _, scale, rel, slack = knn_bf16.bound_map(row_term, amax, width)
@@ -201,20 +207,3 @@ def test_bfloat16_key_bounds_hold_against_adversarial_rounding():
     low, exact = _key_bounds(q_cols, torch.stack([s, -s, q + 0.3]))
     assert float((q.bfloat16().double() - s.bfloat16().double()).square().sum()) > 1.15 * float(exact[0, 0])
     assert bool((low <= exact).all()), float((low - exact).max())
-
-
-def test_kernels_can_be_switched_off_and_a_failed_build_falls_back(monkeypatch, tmp_path):
-    monkeypatch.setattr(kernels, "_STATE", {})
-    monkeypatch.setenv("IGNN_LAB_KERNELS", "0")
-    assert kernels.load() is None and "IGNN_LAB_KERNELS=0" in kernels.status()
-    monkeypatch.setattr(kernels, "_STATE", {})
-    monkeypatch.delenv("IGNN_LAB_KERNELS")
-    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
-    monkeypatch.setenv("IGNN_LAB_CACHE", str(tmp_path))
-    assert kernels.load() is None and "build failed" in kernels.status()
-    assert not list(tmp_path.glob("*.so"))  # nothing half-written left behind
-    gen = torch.Generator().manual_seed(3)
-    query, son = torch.randn(1, 4, 40, 36, generator=gen), torch.randn(1, 4, 20, 18, generator=gen)
-    res = cross_scale_knn(query, son, k=4, window=6, backend="torch")
-    assert knn_torch.LAST_SEARCH["mode"] == "torch"
-    check_against_brute(res, query, son, k=4, window=6, graph_scale=2)

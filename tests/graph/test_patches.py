@@ -5,25 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ignn_lab.graph.patches import calc_padding, grid_size, im2patch, im2patch_rows, patch2im
-
-
-def _pads(length, p, t):
-    pad = (-(length - p)) % t  # Python modulo, as released
-    return pad // 2, pad - pad // 2
-
-
-def _loop_im2patch(x, p, t):
-    """Patches by explicit indexing of a zero-padded canvas: B×M×(C·p·p), vectors ordered (c, py, px)."""
-    B, C, H, W = x.shape
-    (top, bottom), (left, right) = _pads(H, p, t), _pads(W, p, t)
-    canvas = torch.zeros(B, C, H + top + bottom, W + left + right, dtype=x.dtype)
-    canvas[:, :, top: top + H, left: left + W] = x
-    gh, gw = (canvas.shape[2] - p) // t + 1, (canvas.shape[3] - p) // t + 1
-    out = torch.empty(B, gh * gw, C * p * p, dtype=x.dtype)
-    for i in range(gh):
-        for j in range(gw):
-            out[:, i * gw + j] = canvas[:, :, i * t: i * t + p, j * t: j * t + p].reshape(B, -1)
-    return out, (gh, gw), (top, bottom, left, right)
+from tests.graph.support import loop_im2patch
 
 
 def _loop_patch2im(cols, grid, P, S, pads):
@@ -48,7 +30,7 @@ def _loop_patch2im(cols, grid, P, S, pads):
 def test_im2patch_matches_loops(shape, p, t, dtype):
     x = torch.randn(shape, dtype=dtype)
     got, grid, pads = im2patch(x, p, t)
-    want, wgrid, wpads = _loop_im2patch(x, p, t)
+    want, wgrid, wpads = loop_im2patch(x, p, t)
     assert (grid, pads) == (wgrid, wpads)
     assert got.dtype == dtype
     assert torch.equal(got, want)

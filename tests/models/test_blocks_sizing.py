@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ignn_lab.models import build
 from ignn_lab.models.blocks import cat_channels_last, pixel_shuffle_cat
-from ignn_lab.models.sizing import parse_bodies, sweep
+from ignn_lab.lab.sizing import parse_bodies, sweep
 
 
 @pytest.mark.parametrize("r", [2, 3])

@@ -1,6 +1,6 @@
 """Check the kit's IGNN against the official parity fixtures (``reference/FIXTURES.md``) and write JSON.
 
-``python -m ignn_lab.models.parity --json runs/models/parity.json [--reference DIR]``
+``ignn-lab bench parity --json runs/models/parity.json [--reference DIR]``
 
 For each fixture: ``load_official`` in float64 on ``lr/255`` and ``son/255`` with the released and with the
 corrected window centring; max |sr − sr_official|/255, whether ``idx_k`` is identical, and the debug tensors'
@@ -10,7 +10,6 @@ largest deviations. The release passes with ``released`` centring everywhere, an
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -23,7 +22,7 @@ from ignn_lab.models.official import load_official
 
 FIXTURES = ("x2", "x3", "x4", "x3_windowed")
 
-__all__ = ["FIXTURES", "check_fixture", "run"]
+__all__ = ["FIXTURES", "check_fixture", "run", "summary"]
 
 
 def check_fixture(path: str | os.PathLike, centering: str = "released") -> dict[str, Any]:
@@ -59,24 +58,7 @@ def run(reference: str | os.PathLike, json_path: str | os.PathLike | None = None
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point (``python -m ignn_lab.models.parity``)."""
-    from ignn_lab.data.datasets import reference_root
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", required=True, help="output JSON path")
-    ap.add_argument("--reference", default=None,
-                    help="folder with official_ignn_*.pt (default: ../shared/reference)")
-    args = ap.parse_args(argv)
-    ref = args.reference or reference_root()
-    if ref is None:
-        raise SystemExit("reference folder not found; pass --reference DIR")
-    res = run(ref, args.json)
-    for name, rows in res["fixtures"].items():
-        for r in rows:
-            print(f"{name:12s} {r['centering']:9s} sr err {r['sr_max_abs_err_01']:.2e}  "
-                  f"idx_k equal {r['idx_k_equal']}")
-
-
-if __name__ == "__main__":
-    main()
+def summary(res: dict[str, Any]) -> str:
+    """One line per fixture and centring: the SR deviation and whether the graph indices match."""
+    return "\n".join(f"{name:12s} {r['centering']:9s} sr err {r['sr_max_abs_err_01']:.2e}  idx_k equal {r['idx_k_equal']}"
+                     for name, rows in res["fixtures"].items() for r in rows)

@@ -1,6 +1,6 @@
 """How the lite sizes were chosen: CPU timings of a training step and of inference, written as JSON.
 
-``python -m ignn_lab.models.sizing --json runs/models_sizing.json [--quick] [--threads N] [--sweep 32x16,44x16]``
+``ignn-lab bench sizing --json runs/models_sizing.json [--quick] [--threads N] [--sweep 32x16,44x16]``
 
 * train step: 16 LR patches of 48×48 (×2), forward + L1 loss + backward + Adam step;
 * inference: one 256×256 LR image (×2) under ``torch.inference_mode`` (the son computed by the model);
@@ -15,10 +15,8 @@ are reported with every sample and the 1-minute load average before and after. O
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from typing import Any, Callable
@@ -26,9 +24,10 @@ from typing import Any, Callable
 import torch
 
 from ignn_lab.data.io import atomic_write_bytes
-from ignn_lab.models.registry import build
+from ignn_lab.lab._machine import machine_info
+from ignn_lab.models import build
 
-__all__ = ["inference_fn", "parse_bodies", "run", "stage_split", "sweep", "train_step_fn"]
+__all__ = ["inference_fn", "parse_bodies", "run", "stage_split", "summary", "sweep", "train_step_fn"]
 
 
 def train_step_fn(name: str, scale: int = 2, *, batch: int = 16, patch: int = 48,
@@ -143,9 +142,7 @@ def run(json_path: str | os.PathLike, *, quick: bool = False,
     """Time the lite models (and, with ``bodies``, a sweep of other bodies) and write the results to
     ``json_path``; returns the dict."""
     reps = 3 if quick else 9
-    out: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                           "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                           "load_before": os.getloadavg()[0]}
+    out: dict[str, Any] = {"machine": machine_info(), "load_before": os.getloadavg()[0]}
     names = ("edsr-lite", "ignn-lite")
     out["lite_configs"] = {n: build(n, 2).config.to_dict() for n in names}
     out["train_step_16x48x48"] = _alternate({n: train_step_fn(n) for n in names}, reps)
@@ -164,28 +161,16 @@ def run(json_path: str | os.PathLike, *, quick: bool = False,
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point (``python -m ignn_lab.models.sizing``)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", required=True, help="output JSON path")
-    ap.add_argument("--quick", action="store_true", help="3 repeats instead of 9")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--sweep", default="", help="other bodies to time, BLOCKSxWIDTH comma-separated (e.g. 32x16,48x16)")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    bodies = parse_bodies(args.sweep)
-    res = run(args.json, quick=args.quick, bodies=bodies)
+def summary(res: dict[str, Any]) -> str:
+    """The lines a command prints about a :func:`run` result."""
+    lines = []
     for kind in ("train_step_16x48x48", "inference_256"):
         for name, r in res[kind].items():
-            print(f"{kind:20s} {name:10s} median {r['median_s']:.3f} s wall, {r['cpu_median_s']:.3f} s CPU")
+            lines.append(f"{kind:20s} {name:10s} median {r['median_s']:.3f} s wall, {r['cpu_median_s']:.3f} s CPU")
     for row in res.get("sweep", []):
-        print(f"body {row['blocks']}x{row['width']}: train step EDSR-lite {row['train_step_s_edsr-lite']:.3f} s, "
-              f"IGNN-lite {row['train_step_s_ignn-lite']:.3f} s; inference ratio {row['inference_ratio']:.2f}")
-    print(f"IGNN-lite / EDSR-lite at 256²: wall {res['ratio_ignn_over_edsr_256']:.2f}, "
-          f"CPU time {res['cpu_ratio_ignn_over_edsr_256']:.2f}  "
-          f"(load {res['load_before']:.1f} → {res['load_after']:.1f})")
-
-
-if __name__ == "__main__":
-    main()
+        lines.append(f"body {row['blocks']}x{row['width']}: train step EDSR-lite {row['train_step_s_edsr-lite']:.3f} s, "
+                     f"IGNN-lite {row['train_step_s_ignn-lite']:.3f} s; inference ratio {row['inference_ratio']:.2f}")
+    lines.append(f"IGNN-lite / EDSR-lite at 256²: wall {res['ratio_ignn_over_edsr_256']:.2f}, "
+                 f"CPU time {res['cpu_ratio_ignn_over_edsr_256']:.2f}  "
+                 f"(load {res['load_before']:.1f} → {res['load_after']:.1f})")
+    return "\n".join(lines)
