@@ -152,6 +152,8 @@ def cmd_bench(a) -> int:
         from ignn_lab.lab.bench_knn import run
     elif a.what == "eval":
         from ignn_lab.lab.bench_eval import run
+    elif a.what == "explorer":
+        from ignn_lab.lab.bench_explorer import run
     else:
         from ignn_lab.lab.bench_models import run
     run(a.json, quick=a.quick)
@@ -291,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_explore)
 
     b = sub.add_parser("bench", help="benchmarks that write JSON (and a PNG chart beside it)")
-    b.add_argument("what", choices=["knn", "models", "eval", "sweep"])
+    b.add_argument("what", choices=["knn", "models", "eval", "sweep", "explorer"])
     b.add_argument("--json", required=True, help="output JSON path")
     b.add_argument("--quick", action="store_true", help="a reduced run that takes seconds")
     b.add_argument("--bodies", default="8x32x1,12x32x1,16x32x1,6x48x1,24x16x1,44x16x0.1,12x32x0.1,12x32x1:none",

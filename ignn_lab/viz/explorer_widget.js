@@ -99,7 +99,7 @@ function render({ model, el }) {
     const defs = [
       ["lr", sc.lr, `LR ${sc.lr.h}×${sc.lr.w}: click a patch (arrows move it)`, "dashed: where its HR patches come from"],
       ["son", sc.son, `son ${sc.son.h}×${sc.son.w} (LR/${sc.scale}): k nearest`, "dashed white: search window"],
-      ["recurrence", sc.recurrence, "recurrence map (log distance to best match)", "click: jump to that patch"],
+      ["recurrence", sc.recurrence, "recurrence map: best-match distance", "log colour scale; click: jump to that patch"],
     ];
     let x = 0, height = 0;
     for (const [key, pic, title, sub] of defs) {
