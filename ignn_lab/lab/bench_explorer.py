@@ -1,7 +1,8 @@
 """``ignn-lab bench explorer``: how fast the match explorer answers.
 
-Targets (256×256 LR, 2 cores): a click updates every panel in under 0.3 s; the graph of a new setting builds in
-under 2 s (``pixel``) and 5 s (``vgg-random``). Measured on ``skimage/astronaut`` at ×2 (512×512 HR → 256×256 LR):
+Targets (256×256 LR, 2 cores): a click updates every panel in under 0.3 s; the graph of a new setting builds
+in under 2 s (``pixel``) and 5 s (``vgg-random``). Measured on ``skimage/astronaut`` at ×2 (512×512 HR →
+256×256 LR):
 
 - **build**: per repetition a fresh :class:`~ignn_lab.lab.explorer.Explorer` (the image stage and the default
   pixel graph), then the ``vgg-random`` and ``pixel`` graphs of k = 4 as new settings (``update``; nothing
@@ -9,10 +10,11 @@ under 2 s (``pixel``) and 5 s (``vgg-random``). Measured on ``skimage/astronaut`
 - **clicks**: random LR pixels (seeded): :meth:`Explorer.select` alone and, when anywidget is installed, the
   widget's click handler (the selection and every picture it sends to the browser: what a click costs in the
   kernel; the browser's drawing is not included); median, p95 and max; and the same clicks on one torch
-  thread (on a busy machine the parallel small operations of a click wait for a core; one thread shows the work
-  itself);
-- **model**: the same with a model: the shipped ``ignn-lite-x2`` when it exists, else an untrained ``ignn-lite``
-  (the time does not depend on the weights): its forward (the model stage) and clicks with the model panel.
+  thread (on a busy machine the parallel small operations of a click wait for a core; one thread shows the
+  work itself);
+- **model**: the same with a model: the shipped ``ignn-lite-x2`` when it exists, else an untrained
+  ``ignn-lite`` (the time does not depend on the weights): its forward (the model stage) and clicks with the
+  model panel.
 
 Writes the JSON, a Markdown table (``.md``) and a chart (``.png``) beside it.
 """
@@ -72,7 +74,8 @@ def _model() -> tuple[object, str]:
 
     if pretrained_path("ignn-lite-x2") is not None:
         return "ignn-lite-x2", "shipped ignn-lite-x2"
-    return build("ignn-lite", 2), "untrained ignn-lite (same architecture; the time does not depend on the weights)"
+    return build("ignn-lite", 2), ("untrained ignn-lite (same architecture; the time does not depend on the "
+                                    "weights)")
 
 
 def run(json_path: str | os.PathLike, *, quick: bool = False, clicks: int = 100, repeats: int = 3,
@@ -129,16 +132,18 @@ def run(json_path: str | os.PathLike, *, quick: bool = False, clicks: int = 100,
         for _ in range(repeats):
             ex.update(model=None)
             forwards.append(ex.update(model=net)["seconds"]["model"])
-        report["model"] = {"model": what, "forward_s": forwards, "forward_median_s": statistics.median(forwards),
+        report["model"] = {"model": what, "forward_s": forwards,
+                           "forward_median_s": statistics.median(forwards),
                            **{f"clicks_{k}": v for k, v in _clicks(ex, _panel(ex), points).items()}}
     report["settings"] = {k: (v if isinstance(v, (int, float, str, type(None))) else type(v).__name__)
                           for k, v in ex.settings.items()}
     click = report["clicks"]["widget"] or report["clicks"]["select"]
     report["targets"] = TARGETS
+    b = report["build"]
     report["meets"] = {"click_median": click["median_s"] < TARGETS["click_s"],
                        "click_p95": click["p95_s"] < TARGETS["click_s"],
-                       "pixel_graph": report["build"]["pixel_graph_median_s"] < TARGETS["pixel_graph_s"],
-                       "vgg_random_graph": report["build"]["vgg_random_graph_median_s"] < TARGETS["vgg_random_graph_s"]}
+                       "pixel_graph": b["pixel_graph_median_s"] < TARGETS["pixel_graph_s"],
+                       "vgg_random_graph": b["vgg_random_graph_median_s"] < TARGETS["vgg_random_graph_s"]}
     report["machine"] = {**machine_info(), "loadavg_before": load0, "loadavg_after": os.getloadavg(),
                          "torch_threads": torch.get_num_threads()}
     report["seconds"] = time.perf_counter() - t0
@@ -153,7 +158,8 @@ def _rows(report: dict) -> list[tuple[str, float, float | None, float]]:
     """(what, median, p95 or None, target) per measured quantity."""
     b, c = report["build"], report["clicks"]
     rows = [("graph, new setting: pixel", b["pixel_graph_median_s"], None, TARGETS["pixel_graph_s"]),
-            ("graph, new setting: vgg-random", b["vgg_random_graph_median_s"], None, TARGETS["vgg_random_graph_s"]),
+            ("graph, new setting: vgg-random", b["vgg_random_graph_median_s"], None,
+             TARGETS["vgg_random_graph_s"]),
             ("click: select", c["select"]["median_s"], c["select"]["p95_s"], TARGETS["click_s"])]
     if c["widget"]:
         rows.append(("click: select + pictures (widget)", c["widget"]["median_s"], c["widget"]["p95_s"],
@@ -172,7 +178,8 @@ def _rows(report: dict) -> list[tuple[str, float, float | None, float]]:
 def markdown(report: dict) -> str:
     """The report as a Markdown table."""
     mach = report["machine"]
-    lines = [f"Explorer on {report['image']} ×{report['scale']} (LR {report['lr_size'][0]}×{report['lr_size'][1]}), "
+    h, w = report["lr_size"]
+    lines = [f"Explorer on {report['image']} ×{report['scale']} (LR {h}×{w}), "
              f"{mach['torch_threads']} torch threads, {mach['cpu_count']} CPUs ({mach['cpu']}), load average "
              f"{mach['loadavg_before'][0]:.1f} before / {mach['loadavg_after'][0]:.1f} after.", "",
              "| what | median | p95 | target |", "|---|---|---|---|"]
@@ -202,6 +209,6 @@ def _chart(report: dict, png: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("seconds (bar: median, whisker: p95, red: target)")
     mach = report["machine"]
-    ax.set_title(f"explorer, {report['image']} ×2, LR {report['lr_size'][0]}², {mach['torch_threads']} threads, "
-                 f"load {mach['loadavg_before'][0]:.1f}", fontsize=9)
+    ax.set_title(f"explorer, {report['image']} ×2, LR {report['lr_size'][0]}², {mach['torch_threads']} "
+                 f"threads, load {mach['loadavg_before'][0]:.1f}", fontsize=9)
     save_figure(fig, png)

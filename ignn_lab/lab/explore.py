@@ -30,8 +30,8 @@ from ignn_lab.graph.aggregate import (
 from ignn_lab.graph.patches import im2patch
 from ignn_lab.viz import save_figure
 
-__all__ = ["explore", "load_hr", "most_recurrent_query", "snap_query", "write_match_figure", "check_figure_path",
-           "MIN_PATCH_STD"]
+__all__ = ["explore", "load_hr", "most_recurrent_query", "snap_query", "write_match_figure",
+           "check_figure_path", "MIN_PATCH_STD"]
 
 #: Patches whose per-channel standard deviation (mean over channels, [0, 1] units) is below this are "flat".
 MIN_PATCH_STD = 8 / 255

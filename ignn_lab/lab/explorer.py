@@ -6,8 +6,8 @@ when a setting it depends on changes:
 
 - **image** (``image``, ``scale``, ``data_root``): HR, LR, the bicubic ×s of the LR;
 - **graph** (+ ``k``, ``window``, ``patch_size``, ``embedding``): the image-space graph of GraphAgg*
-  (:func:`~ignn_lab.graph.aggregate.search_graph`: son = LR/s, kNN of every query patch) and its recurrence map;
-  the last few graphs are kept, so going back to a setting costs nothing;
+  (:func:`~ignn_lab.graph.aggregate.search_graph`: son = LR/s, kNN of every query patch) and its recurrence
+  map; the last few graphs are kept, so going back to a setting costs nothing;
 - **model** (+ ``model``): one forward of the network on the LR that keeps its graph layer's graph and rank
   weights, and the SR image.
 
@@ -117,8 +117,8 @@ def _check_settings(s: dict) -> dict:
     if s["embedding"] not in MATCH_EMBEDDINGS:
         raise ValueError(f"embedding must be one of {', '.join(MATCH_EMBEDDINGS)}, got {s['embedding']!r}")
     if s["model"] is not None and not isinstance(s["model"], (str, os.PathLike, torch.nn.Module)):
-        raise TypeError(f"model must be None, a shipped checkpoint name, a checkpoint path, a registry name or "
-                        f"an nn.Module, got {type(s['model']).__name__}")
+        raise TypeError(f"model must be None, a shipped checkpoint name, a checkpoint path, a registry name "
+                        f"or an nn.Module, got {type(s['model']).__name__}")
     if s["model"] == "":
         s["model"] = None
     return s
@@ -150,7 +150,8 @@ def model_choices() -> list[str]:
 
 
 def _resolve_model(model: Any, scale: int) -> tuple[torch.nn.Module, str]:
-    """A shipped checkpoint name, a checkpoint path, a registry name (random weights) or a module → (net, name)."""
+    """A shipped checkpoint name, a checkpoint path, a registry name (random weights) or a module →
+    (net, name)."""
     from ignn_lab.engine.inference import resolve_model
     from ignn_lab.models.pretrained import pretrained_path
 
@@ -176,7 +177,8 @@ class Explorer:
         image: a file, ``SET/NAME`` (``skimage/astronaut``, ``Urban100/img_004``) or a uint8 H×W(×3) array;
             treated as HR.
         scale: SR scale s >= 2 (LR = MATLAB bicubic of the HR by 1/s; the image-space graph scale is s too).
-        k, window, patch_size, embedding: the image-space graph (:func:`~ignn_lab.graph.aggregate.search_graph`).
+        k, window, patch_size, embedding: the image-space graph
+            (:func:`~ignn_lab.graph.aggregate.search_graph`).
         model: None; a shipped checkpoint name (:func:`model_choices`); a checkpoint path (kit or released
             IGNN); a registry name (random weights, with a warning); or an ``nn.Module`` of scale ``scale``.
         data_root: where ``SET`` folders live.
@@ -188,9 +190,10 @@ class Explorer:
         timings: seconds of the last build of each stage (``image``, ``graph``, ``model``).
     """
 
-    def __init__(self, image: str | os.PathLike | np.ndarray = SETTINGS["image"], *, scale: int = 2, k: int = 5,
-                 window: int | None = 30, patch_size: int = 3, embedding: str = "pixel", model: Any = None,
-                 data_root: str | os.PathLike | None = None, progress: Progress | None = None):
+    def __init__(self, image: str | os.PathLike | np.ndarray = SETTINGS["image"], *, scale: int = 2,
+                 k: int = 5, window: int | None = 30, patch_size: int = 3, embedding: str = "pixel",
+                 model: Any = None, data_root: str | os.PathLike | None = None,
+                 progress: Progress | None = None):
         self.progress = progress
         self._settings: dict[str, Any] = {}
         self._image: _ImageState | None = None
@@ -237,7 +240,8 @@ class Explorer:
 
     @property
     def recurrence(self) -> Tensor:
-        """h×w, the best-match distance per LR pixel (:func:`~ignn_lab.graph.aggregate.recurrence_from_graph`)."""
+        """h×w, the best-match distance per LR pixel
+        (:func:`~ignn_lab.graph.aggregate.recurrence_from_graph`)."""
         return self._graph.recurrence
 
     @property
@@ -299,7 +303,8 @@ class Explorer:
             self.progress(message, fraction)
 
     def _build_image(self, s: dict, label: str | None) -> _ImageState:
-        self._report(f"reading {s['image'] if isinstance(s['image'], (str, os.PathLike)) else 'the image'}", 0.0)
+        what = s["image"] if isinstance(s["image"], (str, os.PathLike)) else "the image"
+        self._report(f"reading {what}", 0.0)
         hr_np, found = load_hr(s["image"], s["data_root"])
         label = label if label and isinstance(s["image"], np.ndarray) else found
         hr, lr = _protocol_lr(hr_np, s["scale"])
@@ -312,7 +317,8 @@ class Explorer:
         if key in self._graphs:
             self._graphs.move_to_end(key)
             return self._graphs[key], True
-        self._report(f"son, {s['embedding']} embedding and kNN search (k={s['k']}, window {s['window']})", 0.2)
+        self._report(f"son, {s['embedding']} embedding and kNN search (k={s['k']}, window {s['window']})",
+                     0.2)
         t = time.perf_counter()
         mg = search_graph(image.lr, s["scale"], k=s["k"], window=s["window"], embedding=s["embedding"],
                           patch_size=s["patch_size"])
@@ -362,8 +368,8 @@ class Explorer:
                 ``embedding``, ``model``, ``data_root``).
 
         Returns:
-            ``{"rebuilt": [stage, ...], "seconds": {stage: s}, "cached": [...]}`` (``cached``: ``["graph"]`` when
-            the graph of these settings was kept from before). The selected query keeps its LR position
+            ``{"rebuilt": [stage, ...], "seconds": {stage: s}, "cached": [...]}`` (``cached``: ``["graph"]``
+            when the graph of these settings was kept from before). The selected query keeps its LR position
             (re-snapped to the new patch grid) unless the image changed: then it is the most recurrent patch.
         """
         new = _check_settings({**SETTINGS, **self._settings, **changes})
@@ -395,7 +401,8 @@ class Explorer:
 
     # ------------------------------------------------------------------ answering
     def query_index(self, row: int, col: int) -> int:
-        """Flat query-grid index of the patch under LR pixel (row, col) (:func:`~ignn_lab.lab.explore.snap_query`)."""
+        """Flat query-grid index of the patch under LR pixel (row, col)
+        (:func:`~ignn_lab.lab.explore.snap_query`)."""
         return snap_query((int(row), int(col)), tuple(self.lr.shape[-2:]), self.graph.query_grid)
 
     def select_most_recurrent(self) -> dict:
@@ -422,7 +429,8 @@ class Explorer:
         return self._select(self.query_index(row, col), (int(row), int(col)), "requested")
 
     def move(self, drow: int, dcol: int) -> dict:
-        """Select the patch ``drow`` patches down and ``dcol`` right of the current one (stopping at the edges)."""
+        """Select the patch ``drow`` patches down and ``dcol`` right of the current one (stopping at the
+        edges)."""
         m1, m2 = self.graph.query_grid
         i = min(max(self.query[0] // STRIDE + int(drow), 0), m1 - 1)
         j = min(max(self.query[1] // STRIDE + int(dcol), 0), m2 - 1)
@@ -452,8 +460,8 @@ class Explorer:
         Returns:
             ``name``, ``description``; ``neighbours``: the model's own k neighbours of the query patch (its
             query patch is the one under the selected patch's top-left pixel, on the model's patch grid):
-            ``rank``, ``son_index``, ``son_box`` (in the model's son, :attr:`model_son`), ``hr_source_box`` (LR
-            pixels: the g·p block whose features the network aggregates), ``distance`` (squared L2 in the
+            ``rank``, ``son_index``, ``son_box`` (in the model's son, :attr:`model_son`), ``hr_source_box``
+            (LR pixels: the g·p block whose features the network aggregates), ``distance`` (squared L2 in the
             model's embedding), ``weight_lr`` and ``weight_hr`` (the softmax rank weights of the LR and HR
             paths at the query's centre pixel; with 3×3 patches and stride 2 that pixel lies in this query's
             patch only, so the weights are this query's alone); ``query_box``, ``query_index``; ``crops``: the

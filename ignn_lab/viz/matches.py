@@ -141,8 +141,8 @@ def box_pixels(image_artist, rect) -> tuple[int, int, int, int]:
 
 
 def context_box(box: Tensor, size: tuple[int, int], margin: int) -> tuple[int, int, int, int]:
-    """(r0, c0, r1, c1) of the crop of ``box`` (top, left, h, w) and ``margin`` pixels around it, inside an image
-    of ``size`` (H, W)."""
+    """(r0, c0, r1, c1) of the crop of ``box`` (top, left, h, w) and ``margin`` pixels around it, inside an
+    image of ``size`` (H, W)."""
     top, left, h, w = (int(v) for v in box)
     r0, c0 = max(0, top - margin), max(0, left - margin)
     r1, c1 = min(size[0], top + h + margin), min(size[1], left + w + margin)
@@ -180,8 +180,8 @@ def _top_row(mf: MatchFigure, axes, lr: np.ndarray, son: np.ndarray, det: GraphA
         from matplotlib.colors import LogNorm
 
         lo, hi = recurrence_range(recurrence)
-        _show(mf, "recurrence", axes[2], np.maximum(recurrence, lo), cmap=RECURRENCE_CMAP, vmin=None, vmax=None,
-              norm=LogNorm(vmin=lo, vmax=hi))
+        _show(mf, "recurrence", axes[2], np.maximum(recurrence, lo), cmap=RECURRENCE_CMAP, vmin=None,
+              vmax=None, norm=LogNorm(vmin=lo, vmax=hi))
         _rect(mf, "recurrence", det.query_boxes[q], "query", -1, "cyan", linewidth=1.4)
         mf.figure.colorbar(mf.images["recurrence"], ax=axes[2], shrink=0.8, label="best-match distance (log)")
     else:

@@ -5,13 +5,14 @@ Import this module only where a front end is wanted; it needs ``anywidget`` and 
 its wheel, so ``pip install`` is all JupyterLab 4 needs (no extension build).
 
 The state lives in a :class:`ignn_lab.lab.explorer.Explorer` (passed in, used through its public methods:
-``update``, ``select``, ``move``, ``save_figure``, its images and descriptions); this module only turns it into
-pictures and forwards events. A click on the LR image or the recurrence map, or an arrow key, arrives as a
-message handled by :meth:`ExplorerPanel.handle_message`, which tests call directly.
+``update``, ``select``, ``move``, ``save_figure``, its images and descriptions); this module only turns it
+into pictures and forwards events. A click on the LR image or the recurrence map, or an arrow key, arrives
+as a message handled by :meth:`ExplorerPanel.handle_message`, which tests call directly.
 
 What the panel shows is drawn in the browser from what the kit's figures use (:mod:`ignn_lab.viz.matches`):
 the same distance colours, recurrence colouring and context crops, and boxes that cover exactly the pixels
-they name (an SVG ``rect`` at (left, top) of size w×h over an image whose pixel (r, c) spans [c, c+1)×[r, r+1)).
+they name (an SVG ``rect`` at (left, top) of size w×h over an image whose pixel (r, c) spans
+[c, c+1)×[r, r+1)).
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ __all__ = ["ExplorerPanel", "ExplorerUI", "explorer_widget", "png_data_url"]
 _HINT = "pip install 'ignn-lab[notebooks]' (anywidget, ipywidgets)"
 _ESM = Path(__file__).with_name("explorer_widget.js")
 _CSS = Path(__file__).with_name("explorer_widget.css")
-#: LR pixels of context in the zoomed query / neighbour panels (as :func:`~ignn_lab.viz.matches.match_figure`).
+#: LR pixels of context in the zoomed query / neighbour panels (as in
+#: :func:`~ignn_lab.viz.matches.match_figure`).
 CONTEXT = 8
-WINDOW_CHOICES: list[tuple[str, int | None]] = [("8", 8), ("15", 15), ("30", 30), ("60", 60), ("whole son", None)]
+WINDOW_CHOICES: list[tuple[str, int | None]] = [("8", 8), ("15", 15), ("30", 30), ("60", 60),
+                                               ("whole son", None)]
 
 
 def png_data_url(image: Any) -> str:
-    """A ``data:image/png;base64,…`` URL: a C×H×W tensor in [0, 1], an H×W(×3) float array in [0, 1] or a uint8
-    array."""
+    """A ``data:image/png;base64,…`` URL: a C×H×W tensor in [0, 1], an H×W(×3) float array in [0, 1] or a
+    uint8 array."""
     import torch
     from PIL import Image
 
@@ -90,8 +93,8 @@ class ExplorerPanel:
     """The anywidget that draws an :class:`~ignn_lab.lab.explorer.Explorer` and turns clicks into selections.
 
     Attributes:
-        widget: the anywidget (traits ``scene``: the per-setting images; ``selection``: what the selected query
-            shows; ``status``: message, progress fraction, busy flag, error).
+        widget: the anywidget (traits ``scene``: the per-setting images; ``selection``: what the selected
+            query shows; ``status``: message, progress fraction, busy flag, error).
         explorer: the state.
     """
 
@@ -115,9 +118,10 @@ class ExplorerPanel:
         """Send the per-setting pictures: LR, son, recurrence map, the model's son, and the descriptions."""
         ex = self.explorer
         rec = ex.recurrence
-        scene = {"label": ex.label, "scale": ex.settings["scale"], "lr": _picture(ex.lr), "son": _picture(ex.son),
-                 "recurrence": {"src": png_data_url(recurrence_rgb(rec)), "h": int(rec.shape[-2]),
-                                "w": int(rec.shape[-1])},
+        recurrence = {"src": png_data_url(recurrence_rgb(rec)), "h": int(rec.shape[-2]),
+                      "w": int(rec.shape[-1])}
+        scene = {"label": ex.label, "scale": ex.settings["scale"], "lr": _picture(ex.lr),
+                 "son": _picture(ex.son), "recurrence": recurrence,
                  "graph": ex.graph_description(), "model": ex.model_description(), "model_son": None}
         if ex.model_son is not None:
             scene["model_son"] = _picture(ex.model_son)
@@ -132,8 +136,8 @@ class ExplorerPanel:
         neighbours = [{**n, "color": c} for n, c in zip(sel["neighbours"], colors)]
         q = sel["query"]
         out = {
-            "query": {"box": q["lr_box"], "row": q["row"], "col": q["col"], "index": q["index"], "grid": q["grid"],
-                      "hr_box": q["hr_box"]},
+            "query": {"box": q["lr_box"], "row": q["row"], "col": q["col"], "index": q["index"],
+                      "grid": q["grid"], "hr_box": q["hr_box"]},
             "window": sel["window_box"], "neighbours": neighbours,
             "query_ctx": _crop(ex.lr, q["lr_box"], CONTEXT),
             "son_ctx": [_crop(ex.son, n["son_box"], CONTEXT) for n in neighbours],
@@ -161,8 +165,8 @@ class ExplorerPanel:
 
     # -------------------------------------------------------------- browser → python
     def click(self, panel: str, row: int, col: int) -> dict:
-        """A click at pixel (row, col) of ``panel`` (``lr`` or ``recurrence``, both LR pixels): select the patch
-        under it and redraw. Returns the new selection."""
+        """A click at pixel (row, col) of ``panel`` (``lr`` or ``recurrence``, both LR pixels): select the
+        patch under it and redraw. Returns the new selection."""
         if panel not in ("lr", "recurrence"):
             raise ValueError(f"clicks select patches on the 'lr' or 'recurrence' panel, got {panel!r}")
         sel = self.explorer.select(int(row), int(col))
@@ -218,8 +222,8 @@ class ExplorerPanel:
 
 
 class ExplorerUI:
-    """The whole explorer: controls (image, upload, scale, k, window, patch size, embedding, model, save) above
-    an :class:`ExplorerPanel`. Display it in a notebook (it shows its ``box``)."""
+    """The whole explorer: controls (image, upload, scale, k, window, patch size, embedding, model, save)
+    above an :class:`ExplorerPanel`. Display it in a notebook (it shows its ``box``)."""
 
     def __init__(self, explorer: Any, *, out: str | os.PathLike = "runs/01_explore", display_size: int = 300):
         widgets = require("ipywidgets", _HINT)
@@ -227,41 +231,41 @@ class ExplorerUI:
         self.out = Path(out)
         self.panel = ExplorerPanel(explorer, display_size=display_size)
         s = explorer.settings
-        image = s["image"] if isinstance(s["image"], (str, os.PathLike)) else explorer.label
-        layout = widgets.Layout(width="auto")
-        wide = {"description_width": "initial"}
+        self._syncing = False
+
+        def look(width: str) -> dict:
+            return {"layout": widgets.Layout(width=width), "style": {"description_width": "initial"}}
+
+        models = ["none", *explorer.model_choices()]
         c = self.controls = {
-            "image": widgets.Combobox(value=str(image), options=explorer.image_choices(), description="image",
-                                      placeholder="SET/NAME or a path", ensure_option=False,
-                                      continuous_update=False, layout=widgets.Layout(width="300px"), style=wide),
+            "image": widgets.Combobox(value=self._image_text(), options=explorer.image_choices(),
+                                      description="image", placeholder="SET/NAME or a path",
+                                      ensure_option=False, continuous_update=False, **look("300px")),
             "upload": widgets.FileUpload(accept="image/*", multiple=False, description="upload"),
-            "scale": widgets.Dropdown(options=sorted({2, 3, 4, s["scale"]}), value=s["scale"], description="scale",
-                                      layout=widgets.Layout(width="120px"), style=wide),
-            "k": widgets.BoundedIntText(value=s["k"], min=1, max=20, description="k",
-                                        layout=widgets.Layout(width="100px"), style=wide),
+            "scale": widgets.Dropdown(options=sorted({2, 3, 4, s["scale"]}), value=s["scale"],
+                                      description="scale", **look("120px")),
+            "k": widgets.BoundedIntText(value=s["k"], min=1, max=20, description="k", **look("100px")),
             "window": widgets.Dropdown(options=self._window_options(s["window"]), value=s["window"],
-                                       description="window", layout=widgets.Layout(width="160px"), style=wide),
+                                       description="window", **look("160px")),
             "patch_size": widgets.Dropdown(options=sorted({3, 5, 7, s["patch_size"]}), value=s["patch_size"],
-                                           description="patch", layout=widgets.Layout(width="120px"), style=wide),
+                                           description="patch", **look("120px")),
             "embedding": widgets.Dropdown(options=list(MATCH_EMBEDDINGS), value=s["embedding"],
-                                          description="embedding", layout=widgets.Layout(width="200px"), style=wide),
-            "model": widgets.Combobox(value=self._model_text(s["model"]), options=["none", *explorer.model_choices()],
-                                      description="model", placeholder="none, a shipped name or a checkpoint",
-                                      ensure_option=False, continuous_update=False,
-                                      layout=widgets.Layout(width="320px"), style=wide),
-            "save": widgets.Button(description="save figure", tooltip="the static figure + JSON of this query"),
+                                          description="embedding", **look("200px")),
+            "model": widgets.Combobox(value=self._model_text(s["model"]), options=models, description="model",
+                                      placeholder="none, a shipped name or a checkpoint", ensure_option=False,
+                                      continuous_update=False, **look("320px")),
+            "save": widgets.Button(description="save figure",
+                                   tooltip="the static figure + JSON of this query"),
         }
         self.saved = widgets.HTML()
         for key in ("image", "scale", "k", "window", "patch_size", "embedding", "model"):
             c[key].observe(functools.partial(self._on_setting, key), names="value")
         c["upload"].observe(self._on_upload, names="value")
         c["save"].on_click(lambda _b: self.save())
-        rows = [widgets.HBox([c["image"], c["upload"], c["model"]], layout=layout),
-                widgets.HBox([c["scale"], c["k"], c["window"], c["patch_size"], c["embedding"], c["save"]],
-                             layout=layout),
+        rows = [widgets.HBox([c["image"], c["upload"], c["model"]]),
+                widgets.HBox([c["scale"], c["k"], c["window"], c["patch_size"], c["embedding"], c["save"]]),
                 self.saved, self.panel.widget]
         self.box = widgets.VBox(rows)
-        self._syncing = False
 
     @staticmethod
     def _window_options(window: int | None) -> list[tuple[str, int | None]]:
@@ -269,6 +273,10 @@ class ExplorerUI:
         if window not in [v for _, v in opts]:
             opts.insert(-1, (str(window), window))
         return opts
+
+    def _image_text(self) -> str:
+        image = self.explorer.settings["image"]
+        return str(image) if isinstance(image, (str, os.PathLike)) else self.explorer.label
 
     @staticmethod
     def _model_text(model: Any) -> str:
@@ -284,7 +292,7 @@ class ExplorerUI:
             for key in ("scale", "k", "window", "patch_size", "embedding"):
                 c[key].value = s[key]
             c["model"].value = self._model_text(s["model"])
-            c["image"].value = str(s["image"]) if isinstance(s["image"], (str, os.PathLike)) else self.explorer.label
+            c["image"].value = self._image_text()
         finally:
             self._syncing = False
 

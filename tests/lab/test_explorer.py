@@ -23,8 +23,8 @@ CROP = np.ascontiguousarray(HR[96:224, 150:278])  # 128×128 HR → 64×64 LR at
 def _lr(hr: np.ndarray, s: int) -> torch.Tensor:
     t = torch.from_numpy(hr)
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
-    return imresize(t[:, : t.shape[1] - t.shape[1] % s, : t.shape[2] - t.shape[2] % s].contiguous(), 1 / s)[None] \
-        .float() / 255
+    hr = t[:, : t.shape[1] - t.shape[1] % s, : t.shape[2] - t.shape[2] % s].contiguous()
+    return imresize(hr, 1 / s)[None].float() / 255
 
 
 def _embed3(x):
@@ -49,7 +49,8 @@ def test_select_is_the_engine(ex, pixel):
     assert [n["son_index"] for n in sel["neighbours"]] == g.index[0, qi].tolist()
     assert [n["distance"] for n in sel["neighbours"]] == g.distance[0, qi].tolist()
     det = graphagg_details(search_graph(lr, 2, k=4, window=10), [qi])
-    for name in ("son_patches", "hr_patches", "hr_patches_adapn", "aggregate", "weights", "son_boxes", "hr_boxes"):
+    for name in ("son_patches", "hr_patches", "hr_patches_adapn", "aggregate", "weights", "son_boxes",
+                 "hr_boxes"):
         assert torch.equal(getattr(sel["details"], name), getattr(det, name)), name
     # the HR patches are the LR blocks the boxes name (zeros beyond s·⌊H/s⌋)
     for r, n in enumerate(sel["neighbours"]):
@@ -183,8 +184,8 @@ def test_model_neighbours_weights_and_crops(checkpoint):
     assert m["query_index"] == qi and m["query_box"] == [30, 22, 3, 3]
     assert [n["son_index"] for n in m["neighbours"]] == g.index[0, qi].tolist()
     assert [n["distance"] for n in m["neighbours"]] == pytest.approx(g.distance[0, qi].tolist(), rel=1e-6)
-    # learned weights, recomputed from the spec: |query − neighbour| summed over the 3×3 positions per channel,
-    # each weight net on that vector, softmax over the ranks
+    # learned weights, recomputed from the spec: |query − neighbour| summed over the 3×3 positions per
+    # channel, each weight net on that vector, softmax over the ranks
     net = load(checkpoint)
     sep = F.pad(se, (0, 2, 0, 2))
     q = qe[0, :, 30:33, 22:25]
@@ -209,9 +210,11 @@ def test_model_neighbours_weights_and_crops(checkpoint):
     assert torch.equal(c["bicubic"], crop_box(bic, c["box"]))
     hr = torch.from_numpy(CROP).permute(2, 0, 1).float() / 255
     assert torch.equal(c["hr"], crop_box(hr, c["box"]))
-    assert c["psnr_bicubic"] == pytest.approx(10 * np.log10(1 / float((c["bicubic"].double() - c["hr"]).pow(2).mean())))
+    mse = float((c["bicubic"].double() - c["hr"]).pow(2).mean())
+    assert c["psnr_bicubic"] == pytest.approx(10 * np.log10(1 / mse))
     # the image-space graph is unchanged by the model
-    assert [n["son_index"] for n in sel["neighbours"]] == [n["son_index"] for n in Explorer(CROP, scale=2).select(30, 22)["neighbours"]]
+    alone = Explorer(CROP, scale=2).select(30, 22)["neighbours"]
+    assert [n["son_index"] for n in sel["neighbours"]] == [n["son_index"] for n in alone]
 
 
 def test_model_and_no_model_modes(checkpoint):

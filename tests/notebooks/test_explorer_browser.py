@@ -1,8 +1,9 @@
-"""The explorer in a real browser: JupyterLab on a free local port, 01_explore.ipynb opened in headless Chromium
-through Playwright, all cells run, a click on the LR image and an arrow key, and the neighbour panel follows.
+"""The explorer in a real browser: JupyterLab on a free local port, 01_explore.ipynb opened in headless
+Chromium through Playwright, all cells run, a click on the LR image and an arrow key, and the neighbour panel
+follows; then a model typed into the model box adds its panel.
 
-Needs Playwright (the ``dev`` extra) and Debian's ``chromium`` (Playwright cannot download its own browser here;
-``IGNN_LAB_CHROMIUM`` names another executable). Skips when either is missing, unless
+Needs Playwright (the ``dev`` extra) and Debian's ``chromium`` (Playwright cannot download its own browser
+here; ``IGNN_LAB_CHROMIUM`` names another executable). Skips when either is missing, unless
 ``IGNN_LAB_REQUIRE_BROWSER=1`` (set by ``.ci/run``): then it fails. The screenshots are kept in
 ``IGNN_LAB_ARTIFACTS`` (default ``runs/test-artifacts``) and their paths printed.
 """
@@ -71,7 +72,8 @@ def _wait_for_server(url: str, proc: subprocess.Popen, log: Path) -> None:
                     return
         except OSError:
             time.sleep(0.5)
-    raise AssertionError(f"JupyterLab did not answer {url} within {SERVER_START_S} s:\n{log.read_text()[-3000:]}")
+    raise AssertionError(f"JupyterLab did not answer {url} within {SERVER_START_S} s:\n"
+                         f"{log.read_text()[-3000:]}")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -96,23 +98,27 @@ def jupyterlab(tmp_path):
     root.mkdir()
     shutil.copy(notebooks_dir() / "01_explore.ipynb", root)
     port, token = _free_port(), "ignn-lab-browser-test"
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
-           "IPYTHONDIR": str(tmp_path / "ipython"), "JUPYTER_PATH": _jupyter_path(), "MPLBACKEND": "Agg",
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "IPYTHONDIR": str(tmp_path / "ipython"),
+           "JUPYTER_PATH": _jupyter_path(), "MPLBACKEND": "Agg",
            "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)  # no news / update toasts over the screenshots
     (settings / "notification.jupyterlab-settings").write_text(
         '{"fetchNews": "false", "checkForUpdates": false, "doNotDisturbMode": true}')
     log = tmp_path / "jupyterlab.log"
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+           f"--ServerApp.root_dir={root}",
            "--LabApp.expose_app_in_browser=True", f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
-           f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--LabApp.news_url=",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
            "--LabApp.extension_manager=readonly"]
     if os.geteuid() == 0:  # containers and CI runners often run as root
         cmd.append("--allow-root")
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_for_server(f"{base}/api/status?token={token}", proc, log)
@@ -176,8 +182,9 @@ def test_explorer_in_jupyterlab(jupyterlab, tmp_path):
             lr.scroll_into_view_if_needed()
             box = lr.bounding_box()
             size = page.evaluate("() => { const i = document.querySelector('.ix-top image[data-panel=lr]');"
-                                 " return [Number(i.getAttribute('height')), Number(i.getAttribute('width'))]; }")
-            # the centre of one LR pixel: a textured spot on the suit, away from the patch the notebook starts on
+                                 " return [Number(i.getAttribute('height')),"
+                                 " Number(i.getAttribute('width'))]; }")
+            # the centre of one LR pixel: a textured spot on the suit, away from the notebook's first patch
             assert size == [256, 256]
             row, col = 191, 119
             page.mouse.click(box["x"] + (col + 0.5) / size[1] * box["width"],
@@ -205,4 +212,5 @@ def test_explorer_in_jupyterlab(jupyterlab, tmp_path):
             page.screenshot(path=str(shots / "explorer_browser_page.png"), full_page=True)
         finally:
             browser.close()
-    print(f"screenshots: {', '.join(str(shots / n) for n in ('explorer_browser.png', 'explorer_browser_model.png'))}")
+    names = ("explorer_browser.png", "explorer_browser_model.png", "explorer_browser_page.png")
+    print(f"screenshots: {', '.join(str(shots / n) for n in names)}")

@@ -34,8 +34,8 @@ def test_evaluate_notebook_matches_library(data_root, tmp_path):
 
 @pytest.mark.notebooks
 def test_explore_notebook_matches_library(tmp_path):
-    """Under papermill (no front end) 01_explore writes the static figure and JSON of ``query``: the same record
-    as ``explore`` called directly; the widget cell runs too (its output is a widget view)."""
+    """Under papermill (no front end) 01_explore writes the static figure and JSON of ``query``: the same
+    record as ``explore`` called directly; the widget cell runs too (its output is a widget view)."""
     from ignn_lab.lab.explore import explore
     from ignn_lab.lab.notebooks import run_notebook
 
@@ -43,7 +43,8 @@ def test_explore_notebook_matches_library(tmp_path):
               "out": str(tmp_path)}
     run_notebook("01_explore", params, tmp_path, progress=False)
     record = json.loads((tmp_path / "skimage_astronaut_x4.json").read_text())
-    direct = explore("skimage/astronaut", scale=4, query=(41, 60), k=4, window=12, out=tmp_path / "direct.png")
+    direct = explore("skimage/astronaut", scale=4, query=(41, 60), k=4, window=12,
+                     out=tmp_path / "direct.png")
     paths = {"figure", "json"}
     assert {k: v for k, v in record.items() if k not in paths} == \
         json.loads(json.dumps({k: v for k, v in direct.items() if k not in paths}))

@@ -1,10 +1,12 @@
-"""The explorer widget driven from Python: synthetic clicks and keys, controls, upload, save, the pictures sent.
+"""The explorer widget driven from Python: synthetic clicks and keys, controls, upload, save, the pictures
+sent.
 
 (The same widget in a real browser: ``tests/notebooks/test_explorer_browser.py``.)
 """
 
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,7 +81,8 @@ def test_bad_messages_show_an_error_and_change_nothing(ui):
 def test_scene_pictures_are_the_images(ui):
     scene, ex = ui.panel.widget.scene, ui.explorer
     lr = (ex.lr.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    assert np.array_equal(_decode(scene["lr"]["src"]), lr) and (scene["lr"]["h"], scene["lr"]["w"]) == (64, 64)
+    assert np.array_equal(_decode(scene["lr"]["src"]), lr)
+    assert (scene["lr"]["h"], scene["lr"]["w"]) == (64, 64)
     assert (scene["son"]["h"], scene["son"]["w"]) == (32, 32) and scene["model_son"] is None
     assert _decode(scene["recurrence"]["src"]).shape == (64, 64, 3)
     assert scene["graph"].startswith("image-space graph") and scene["model"] is None
@@ -109,7 +112,8 @@ def test_upload_and_save(ui, tmp_path):
     assert "bad.png" in ui.panel.widget.status["error"] and ui.explorer.label == "upload/mine.png"
     ui.out = tmp_path
     info = ui.save()
-    assert (tmp_path / info["figure"].split("/")[-1]).is_file() and info["query"]["lr_box"][:2] == list(ui.explorer.query)
+    assert Path(info["figure"]).parent == tmp_path and Path(info["figure"]).is_file()
+    assert info["query"]["lr_box"][:2] == list(ui.explorer.query)
 
 
 def test_model_panel(tmp_path):
