@@ -10,6 +10,8 @@ _HINTS = {
     "papermill": "pip install 'ignn-lab[notebooks]'",
     "nbformat": "pip install 'ignn-lab[notebooks]'",
     "ipywidgets": "pip install 'ignn-lab[notebooks]'",
+    "anywidget": "pip install 'ignn-lab[notebooks]'",
+    "playwright": "pip install 'ignn-lab[dev]' (and Debian's chromium: apt-get install chromium)",
 }
 
 

@@ -195,6 +195,11 @@ def cmd_bench(a) -> int:
         variants = tuple(_csv(a.variants)) if a.variants else VARIANTS[:3]
         bench_train(a.json, quick=a.quick, variants=variants, data_root=a.data_root)
         print(Path(a.json).with_suffix(".md").read_text(), end="")
+    elif a.what == "explorer":
+        from ignn_lab.lab.bench_explorer import run
+
+        run(a.json, quick=a.quick, clicks=a.clicks, repeats=a.repeats, model=not a.no_model)
+        print(Path(a.json).with_suffix(".md").read_text(), end="")
     elif a.what == "sweep":
         from ignn_lab.lab.lite_sweep import parse_bodies, run as sweep
 
@@ -399,6 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--quick", action="store_true", help="3 timed steps per model and variant")
     bt.add_argument("--variants", help="fp32,fp32-contiguous,bf16,bf16-compile (default: the first three)")
     bt.add_argument("--data-root", help="datasets folder (T91 crops; random patches without it)")
+    bx = bench("explorer", "the interactive explorer: graph build per setting and click latency (median, p95)")
+    bx.add_argument("--quick", action="store_true", help="10 clicks, one build per embedding")
+    bx.add_argument("--clicks", type=int, default=100, help="random clicks per mode")
+    bx.add_argument("--repeats", type=int, default=3, help="graph builds per embedding")
+    bx.add_argument("--no-model", action="store_true", help="skip the rows with a model")
     bc = bench("compare", "the kNN and model rows of a base revision and this checkout, timed alternately in one "
                "run; results must be bit-identical", json_required=False)
     bc.add_argument("--base", required=True, help="git revision to compare against (main, a commit, HEAD~1)")

@@ -48,25 +48,38 @@ EVALUATE = [
 EXPLORE = [
     ("md", "# 01 · Explore the cross-scale graph\n\nFor one image (treated as HR) and one LR query patch: its k nearest "
            "patches in the son (the LR downscaled by the scale), the HR patches they contribute, raw and "
-           "AdaPN-normalised, their aggregate beside the ground truth, and the recurrence map. Everything comes from "
-           "`ignn_lab.lab.explore.explore`, the function behind `ignn-lab explore`, which writes the figure and a JSON "
-           "record.\n\nRun headless: `ignn-lab run-notebook 01_explore -p image='\"Urban100/img_004\"' --out DIR`."),
+           "AdaPN-normalised, their aggregate beside the ground truth, and the recurrence map; with a trained IGNN "
+           "(`model`), also the network's own neighbours of that patch, their learned edge weights and its SR crop "
+           "beside bicubic and HR. Everything comes from `ignn_lab.lab.explorer.Explorer`; the static figure is the "
+           "one `ignn-lab explore` writes, with its JSON record.\n\n"
+           "Two graphs: the **image-space graph** is GraphAgg*'s (son = LR/scale, the `embedding`, `k`, `window` "
+           "below); a model builds **its own graph** inside the network (IGNN-lite: pixel embedding, k = 3, window 8, "
+           "over its features), shown separately.\n\n"
+           "Run headless: `ignn-lab run-notebook 01_explore -p image='\"Urban100/img_004\"' --out DIR` (the "
+           "interactive part needs JupyterLab: `make lab`)."),
     ("code", "import json\nfrom pathlib import Path\n\nfrom IPython.display import Image, display\n\n"
-             "from ignn_lab.lab.explore import explore"),
+             "from ignn_lab.lab.explorer import Explorer\nfrom ignn_lab.viz.widgets import explorer_widget"),
     ("code", "image = \"skimage/astronaut\"   # a file or SET/NAME (skimage/…, Urban100/img_004, …)\n"
              "scale = 2\n"
              "query = None                   # (row, col) in LR pixels; None: the most recurrent textured patch\n"
              "k = 5\n"
              "window = 30                    # son patches; None: whole-image search\n"
+             "patch_size = 3\n"
              "embedding = \"pixel\"           # pixel, vgg-random, vgg19\n"
+             "model = None                   # None, a shipped checkpoint name or a checkpoint path\n"
              "data_root = None\n"
              "out = \"runs/01_explore\"", "parameters"),
-    ("code", "Path(out).mkdir(parents=True, exist_ok=True)\n"
-             "name = str(image).replace(\"/\", \"_\")\n"
-             "info = explore(image, scale=scale, query=tuple(query) if query else None, k=k, window=window,\n"
-             "               embedding=embedding, data_root=data_root, out=Path(out) / f\"{name}_x{scale}.png\")\n"
-             "display(Image(filename=info[\"figure\"]))"),
-    ("code", "print(json.dumps({key: info[key] for key in (\"query\", \"neighbours\")}, indent=1, default=str))"),
+    ("code", "ex = Explorer(image, scale=scale, k=k, window=window, patch_size=patch_size, embedding=embedding,\n"
+             "              model=model, data_root=data_root)"),
+    ("md", "## The static figure of `query`\n\nWhat `ignn-lab explore` writes: the figure and its JSON record."),
+    ("code", "name = str(image).replace(\"/\", \"_\")\n"
+             "info = ex.save_figure(Path(out) / f\"{name}_x{scale}.png\", query=tuple(query) if query else None)\n"
+             "display(Image(filename=info[\"figure\"]))\n"
+             "print(json.dumps({key: info[key] for key in (\"query\", \"neighbours\")}, indent=1, default=str))"),
+    ("md", "## Interactive\n\nClick a patch in the LR image (or the recurrence map); the arrow keys move the query by "
+           "one patch (click the panel first). Changing a setting rebuilds only what depends on it. "
+           "\"save figure\" writes the static figure and JSON of the selected patch into `out`."),
+    ("code", "explorer_widget(ex, out=out)"),
 ]
 
 ABLATE = [

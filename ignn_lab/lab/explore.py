@@ -30,7 +30,8 @@ from ignn_lab.graph.aggregate import (
 from ignn_lab.graph.patches import im2patch
 from ignn_lab.viz import save_figure
 
-__all__ = ["explore", "load_hr", "most_recurrent_query", "snap_query", "MIN_PATCH_STD"]
+__all__ = ["explore", "load_hr", "most_recurrent_query", "snap_query", "write_match_figure",
+           "check_figure_path", "MIN_PATCH_STD"]
 
 #: Patches whose per-channel standard deviation (mean over channels, [0, 1] units) is below this are "flat".
 MIN_PATCH_STD = 8 / 255
@@ -97,6 +98,14 @@ def most_recurrent_query(mg: MatchGraph, *, min_std: float = MIN_PATCH_STD, text
     return int(torch.argmin(d.view(-1)))  # the first minimum: ties go to the lower index
 
 
+def check_figure_path(out: str | os.PathLike) -> Path:
+    """``out`` as a Path; ValueError unless it ends in ``.png``, ``.pdf`` or ``.svg``."""
+    out = Path(out)
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise ValueError(f"out must end in .png, .pdf or .svg, got {str(out)!r}")
+    return out
+
+
 def _box(t: Tensor) -> list[int]:
     return [int(v) for v in t]
 
@@ -154,9 +163,7 @@ def explore(image: str | os.PathLike | np.ndarray, *, scale: int = 2, query: tup
         position, how it was chosen, HR box), ``neighbours`` (rank, son box, HR-source box in LR pixels,
         distance, weight), ``figure`` and ``json`` paths.
     """
-    out = Path(out)
-    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise ValueError(f"out must end in .png, .pdf or .svg, got {str(out)!r}")
+    out = check_figure_path(out)
     if query is not None and (len(query) != 2 or not all(isinstance(v, (int, np.integer)) for v in query)):
         raise TypeError(f"query must be (row, col) ints in LR pixels or None, got {query!r}")
     hr_np, label = load_hr(image, data_root)
@@ -170,13 +177,31 @@ def explore(image: str | os.PathLike | np.ndarray, *, scale: int = 2, query: tup
     gt = crop_box(hr.float() / 255, det.output_boxes[0])
     settings = {"scale": scale, "k": k, "window": window, "embedding": embedding, "patch_size": patch_size}
     info = _record(label, hr, mg, det, gt, query, how, settings)
+    return write_match_figure(info, mg, det, gt, recurrence_from_graph(mg)[0, 0], out)
+
+
+def write_match_figure(info: dict, mg: MatchGraph, det: GraphAggDetails, gt: Tensor, recurrence: Tensor,
+                       out: str | os.PathLike) -> dict:
+    """Draw :func:`~ignn_lab.viz.matches.match_figure` for the record ``info`` and write it with its JSON.
+
+    Args:
+        info: the record of the query (:func:`explore`'s dict without ``figure`` and ``json``).
+        mg, det: the graph and the query's details (one row). gt: C×P×P ground-truth HR patch.
+        recurrence: H×W recurrence map of ``mg``.
+        out: the figure's path (``.png``, ``.pdf`` or ``.svg``); the JSON goes beside it (same stem).
+
+    Returns:
+        ``info`` with ``figure`` and ``json`` (the paths written).
+    """
     from ignn_lab.viz.matches import match_figure
 
+    out = check_figure_path(out)
     q = info["query"]
-    title = (f"{label}: ×{scale}, query ({q['row']}, {q['col']}) [{how}], k={k}, window={window}, "
-             f"embedding={embedding}, patch {patch_size}×{patch_size}")
-    mf = match_figure(lr[0], mg.son[0], det, hr_patch=gt, recurrence=recurrence_from_graph(mg)[0, 0],
-                      title=title)
+    title = (f"{info['image']}: ×{info['scale']}, query ({q['row']}, {q['col']}) [{q['chosen_by']}], "
+             f"k={info['k']}, window={info['window']}, embedding={info['embedding']}, "
+             f"patch {info['patch_size']}×{info['patch_size']}")
+    mf = match_figure(mg.lr[0], mg.son[0], det, hr_patch=gt, recurrence=recurrence, title=title)
+    info = dict(info)
     info["figure"] = str(save_figure(mf.figure, out, dpi=110))
     info["json"] = str(out.with_suffix(".json"))
     atomic_write_bytes(info["json"], (json.dumps(info, indent=1) + "\n").encode())

@@ -354,5 +354,6 @@ class GraphAggregation(nn.Module):
             x_hr = _weighted_sum(knn_hr.view(b, cfg.k, c, h, g, w, g), w_hr.view(b, cfg.k, 1, h, 1, w, 1))
             x_hr = x_hr.view(b, c, g * h, g * w)
         if self.debug:
-            self.last_intermediates = {"x1_lr": x_lr, "x1_hr": x_hr, "diff": diff, "knn_hr": knn_hr}
+            self.last_intermediates = {"x1_lr": x_lr, "x1_hr": x_hr, "diff": diff, "knn_hr": knn_hr,
+                                       "weights": weights}
         return x_lr, x_hr

@@ -26,11 +26,13 @@ from torch import Tensor
 
 from ignn_lab.graph.aggregate import GraphAggDetails
 
-__all__ = ["DrawnBox", "MatchFigure", "match_figure", "box_pixels", "to_numpy_patch"]
+__all__ = ["DrawnBox", "MatchFigure", "match_figure", "box_pixels", "to_numpy_patch", "distance_norm",
+           "distance_colors", "recurrence_range", "recurrence_rgb", "context_box"]
 
 QUERY_COLOR = "red"
 WINDOW_COLOR = "white"
 DIST_CMAP = "viridis"
+RECURRENCE_CMAP = "magma"
 
 
 @dataclass
@@ -57,6 +59,42 @@ class MatchFigure:
     images: dict[str, Any] = field(default_factory=dict)
     boxes: list[DrawnBox] = field(default_factory=list)
     edges: list[tuple[int, Any]] = field(default_factory=list)
+
+
+def distance_norm(distance: Tensor | np.ndarray):
+    """The colour normalisation of one query's neighbour distances (k values): their min to their max."""
+    from matplotlib.colors import Normalize
+
+    d = np.asarray(torch.as_tensor(distance).detach().cpu().double())
+    return Normalize(vmin=float(d.min()), vmax=max(float(d.max()), float(d.min()) + 1e-12))
+
+
+def distance_colors(distance: Tensor | np.ndarray) -> list[str]:
+    """One ``#rrggbb`` colour per neighbour distance, as :func:`match_figure` draws its boxes and edges."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    norm, cmap = distance_norm(distance), colormaps[DIST_CMAP]
+    return [to_hex(cmap(norm(float(v)))) for v in np.asarray(torch.as_tensor(distance).double()).ravel()]
+
+
+def recurrence_range(recurrence: np.ndarray) -> tuple[float, float]:
+    """(lo, hi) of the recurrence map's log colour scale: the 1st percentile of the positive values (1e-6 when
+    there are none) and the maximum (at least 10·lo)."""
+    pos = recurrence[recurrence > 0]
+    lo = float(np.percentile(pos, 1)) if pos.size else 1e-6
+    return lo, max(float(recurrence.max()), lo * 10)
+
+
+def recurrence_rgb(recurrence: Tensor | np.ndarray) -> np.ndarray:
+    """H×W recurrence map → H×W×3 uint8, coloured as :func:`match_figure` shows it (log scale, magma)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import LogNorm
+
+    rec = np.asarray(torch.as_tensor(recurrence).detach().cpu().double()).reshape(recurrence.shape[-2:])
+    lo, hi = recurrence_range(rec)
+    rgba = colormaps[RECURRENCE_CMAP](LogNorm(vmin=lo, vmax=hi)(np.maximum(rec, lo)))
+    return (np.asarray(rgba)[..., :3] * 255 + 0.5).astype(np.uint8)
 
 
 def _hwc(x: Tensor | np.ndarray) -> np.ndarray:
@@ -102,8 +140,9 @@ def box_pixels(image_artist, rect) -> tuple[int, int, int, int]:
     return tuple(int(round(v)) for v in vals)  # type: ignore[return-value]
 
 
-def _context_origin(box: Tensor, size: tuple[int, int], margin: int) -> tuple[int, int, int, int]:
-    """(r0, c0, r1, c1) of a crop around ``box``, inside the image."""
+def context_box(box: Tensor, size: tuple[int, int], margin: int) -> tuple[int, int, int, int]:
+    """(r0, c0, r1, c1) of the crop of ``box`` (top, left, h, w) and ``margin`` pixels around it, inside an
+    image of ``size`` (H, W)."""
     top, left, h, w = (int(v) for v in box)
     r0, c0 = max(0, top - margin), max(0, left - margin)
     r1, c1 = min(size[0], top + h + margin), min(size[1], left + w + margin)
@@ -140,10 +179,9 @@ def _top_row(mf: MatchFigure, axes, lr: np.ndarray, son: np.ndarray, det: GraphA
     if recurrence is not None:
         from matplotlib.colors import LogNorm
 
-        pos = recurrence[recurrence > 0]
-        lo = float(np.percentile(pos, 1)) if pos.size else 1e-6
-        _show(mf, "recurrence", axes[2], np.maximum(recurrence, lo), cmap="magma", vmin=None, vmax=None,
-              norm=LogNorm(vmin=lo, vmax=max(float(recurrence.max()), lo * 10)))
+        lo, hi = recurrence_range(recurrence)
+        _show(mf, "recurrence", axes[2], np.maximum(recurrence, lo), cmap=RECURRENCE_CMAP, vmin=None,
+              vmax=None, norm=LogNorm(vmin=lo, vmax=hi))
         _rect(mf, "recurrence", det.query_boxes[q], "query", -1, "cyan", linewidth=1.4)
         mf.figure.colorbar(mf.images["recurrence"], ax=axes[2], shrink=0.8, label="best-match distance (log)")
     else:
@@ -153,7 +191,7 @@ def _top_row(mf: MatchFigure, axes, lr: np.ndarray, son: np.ndarray, det: GraphA
 def _patch_rows(mf: MatchFigure, grid, lr: np.ndarray, son: np.ndarray, det: GraphAggDetails, q: int,
                 hr_patch: Tensor | None, norm, cmap, margin: int) -> None:
     k = det.neighbour_index.shape[1]
-    r0, c0, r1, c1 = _context_origin(det.query_boxes[q], lr.shape[:2], margin)
+    r0, c0, r1, c1 = context_box(det.query_boxes[q], lr.shape[:2], margin)
     _show(mf, "query_context", grid[0, 0], lr[r0:r1, c0:c1], origin=(r0, c0))
     _rect(mf, "query_context", det.query_boxes[q], "query", -1, QUERY_COLOR, linewidth=1.5)
     mf.axes["query_context"].set_title("query (LR)", fontsize=8, color=QUERY_COLOR)
@@ -167,7 +205,7 @@ def _patch_rows(mf: MatchFigure, grid, lr: np.ndarray, son: np.ndarray, det: Gra
     for r in range(k):
         color = cmap(norm(float(det.distance[q, r])))
         key = f"son_context_{r}"
-        r0, c0, r1, c1 = _context_origin(det.son_boxes[q, r], son.shape[:2], margin)
+        r0, c0, r1, c1 = context_box(det.son_boxes[q, r], son.shape[:2], margin)
         _show(mf, key, grid[0, r + 1], son[r0:r1, c0:c1], origin=(r0, c0))
         _rect(mf, key, det.son_boxes[q, r], "neighbour", r, color, linewidth=1.5)
         mf.axes[key].set_title(f"#{r + 1} son, d={float(det.distance[q, r]):.3g}", fontsize=8)
@@ -198,7 +236,6 @@ def match_figure(lr: Tensor, son: Tensor, details: GraphAggDetails, *, query: in
     """
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     if lr.ndim != 3 or son.ndim != 3 or lr.shape[0] != son.shape[0]:
@@ -210,9 +247,8 @@ def match_figure(lr: Tensor, son: Tensor, details: GraphAggDetails, *, query: in
     k = details.neighbour_index.shape[1]
     lr_a, son_a = _hwc(lr), _hwc(son)
     rec = None if recurrence is None else recurrence.detach().cpu().double().numpy().reshape(lr.shape[-2:])
-    d = details.distance[query].double()
     cmap = colormaps[DIST_CMAP]
-    norm = Normalize(vmin=float(d.min()), vmax=max(float(d.max()), float(d.min()) + 1e-12))
+    norm = distance_norm(details.distance[query])
     cols = k + 1
     fig = Figure(figsize=(max(12.0, 1.9 * cols), 9.6), dpi=dpi, layout="constrained")
     mf = MatchFigure(fig)

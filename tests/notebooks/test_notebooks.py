@@ -33,12 +33,26 @@ def test_evaluate_notebook_matches_library(data_root, tmp_path):
 
 
 @pytest.mark.notebooks
-def test_explore_notebook_writes_the_figure(tmp_path):
+def test_explore_notebook_matches_library(tmp_path):
+    """Under papermill (no front end) 01_explore writes the static figure and JSON of ``query``: the same
+    record as ``explore`` called directly; the widget cell runs too (its output is a widget view)."""
+    from ignn_lab.lab.explore import explore
     from ignn_lab.lab.notebooks import run_notebook
 
-    run_notebook("01_explore", {"image": "skimage/astronaut", "out": str(tmp_path)}, tmp_path, progress=False)
-    record = json.loads((tmp_path / "skimage_astronaut_x2.json").read_text())
-    assert len(record["neighbours"]) == 5 and (tmp_path / "skimage_astronaut_x2.png").stat().st_size > 0
+    params = {"image": "skimage/astronaut", "scale": 4, "query": [41, 60], "k": 4, "window": 12,
+              "out": str(tmp_path)}
+    run_notebook("01_explore", params, tmp_path, progress=False)
+    record = json.loads((tmp_path / "skimage_astronaut_x4.json").read_text())
+    direct = explore("skimage/astronaut", scale=4, query=(41, 60), k=4, window=12,
+                     out=tmp_path / "direct.png")
+    paths = {"figure", "json"}
+    assert {k: v for k, v in record.items() if k not in paths} == \
+        json.loads(json.dumps({k: v for k, v in direct.items() if k not in paths}))
+    assert record["query"]["lr_box"] == [40, 60, 3, 3] and len(record["neighbours"]) == 4
+    assert (tmp_path / "skimage_astronaut_x4.png").stat().st_size > 0
+    executed = nbformat.read(tmp_path / "01_explore.ipynb", as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
 
 
 @pytest.mark.notebooks
