@@ -24,7 +24,22 @@ from ignn_lab.data.datasets import ImageRecord, list_images, load_image
 from ignn_lab.data.degrade import LRCache, modcrop
 
 __all__ = ["PatchSampler", "TrainingImages", "ValImage", "default_cache_dir", "held_out", "load_training_images",
-           "load_validation_images"]
+           "load_validation_images", "resolve_set"]
+
+
+def resolve_set(name: str, data_root=None) -> list[ImageRecord]:
+    """The images of a training or validation set: a named set of the data root (``T91``, ``BSD200``, ...), a
+    folder, or a folder relative to the data root (``DIV2K/DIV2K_train_HR``)."""
+    try:
+        return list_images(name, data_root)
+    except ValueError:
+        from ignn_lab.data.datasets import default_data_root
+
+        root = Path(data_root) if data_root else default_data_root()
+        if root is not None and (root / name).is_dir():
+            return list_images(str(root / name))
+        raise ValueError(f"training/validation set {name!r} is neither a named set, nor a folder, nor a folder "
+                         f"under the data root ({root}); give a set name or a path to a folder of images") from None
 
 
 def default_cache_dir() -> Path:
@@ -73,7 +88,7 @@ def load_training_images(sets: Iterable[str], scale: int, patch_size: int, *, da
     from tqdm.auto import tqdm
 
     excluded = {Path(p).resolve() for p in exclude}
-    records = [r for s in sets for r in list_images(s, data_root) if r.path.resolve() not in excluded]
+    records = [r for s in sets for r in resolve_set(s, data_root) if r.path.resolve() not in excluded]
     cache = LRCache(cache_dir or default_cache_dir())
     hr_list, lr_list, kept, skipped = [], [], [], []
     for rec in tqdm(records, desc=f"training images ×{scale}", unit="img", disable=not progress):
@@ -152,7 +167,7 @@ def load_validation_images(val_set: str, count: int, scale: int, *, data_root=No
         return []
     cache = LRCache(cache_dir or default_cache_dir())
     out = []
-    for rec in held_out(list_images(val_set, data_root), count):
+    for rec in held_out(resolve_set(val_set, data_root), count):
         hr = load_image(rec)
         lr = cache.get(rec.path, scale, hr)
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(_rgb(a))).permute(2, 0, 1).contiguous()  # noqa: E731

@@ -39,9 +39,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ignn_lab.data.io import atomic_write_bytes
-from ignn_lab.data.datasets import list_images
 from ignn_lab.data.training import (PatchSampler, ValImage, held_out, load_training_images,
-                                    load_validation_images)
+                                    load_validation_images, resolve_set)
 from ignn_lab.engine import distributed
 from ignn_lab.engine.evaluate import to_uint8
 from ignn_lab.engine.provenance import environment, git_commit
@@ -162,8 +161,18 @@ def read_training_state(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def _init_from(model: nn.Module, path: str) -> list[str]:
-    """Copy the tensors of a kit checkpoint whose name and shape match; returns the names copied."""
+def _init_from(model: nn.Module, source: str) -> list[str]:
+    """Copy the tensors of a kit checkpoint (a path or a shipped name) whose name and shape match; returns the
+    names copied."""
+    from ignn_lab.models.pretrained import list_pretrained, pretrained_path
+
+    path = Path(source).expanduser()
+    if not path.is_file():
+        shipped = pretrained_path(source)
+        if shipped is None:
+            raise FileNotFoundError(f"init_from={source!r} is neither a checkpoint file nor a shipped checkpoint "
+                                    f"(shipped: {', '.join(list_pretrained()) or 'none'})")
+        path = shipped
     obj = read_checkpoint(path)
     state = obj.get("state_dict") if isinstance(obj, dict) else None
     if not isinstance(state, dict):
@@ -315,7 +324,7 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
 
             net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
         forward = torch.compile(net) if config.compile else net
-        held = [r.path for r in held_out(list_images(config.val_set, config.data_root), config.val_count)]
+        held = [r.path for r in held_out(resolve_set(config.val_set, config.data_root), config.val_count)]
         val_images = (load_validation_images(config.val_set, config.val_count, config.scale,
                                              data_root=config.data_root) if info.is_main else [])
         images = load_training_images(config.train_sets, config.scale, config.patch_size,
