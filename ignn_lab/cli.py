@@ -54,32 +54,24 @@ def _scales(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _scale(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    return v if v >= 2 else _bad(text, "an integer scale ≥ 2")
+def _int_at_least(lo: int, expected: str):
+    """An argparse type: an int ≥ ``lo``, else an error that shows the text and says what is expected."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = lo - 1
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return v
+
+    return parse
 
 
-def _bad(text: str, expected: str):
-    raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    return v if v >= 1 else _bad(text, "a positive integer")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    return v if 0 < v < float("inf") else _bad(text, "a positive number")
+_scale = _int_at_least(2, "an integer scale ≥ 2")
+_positive = _int_at_least(1, "a positive integer")
+_window_side = _int_at_least(1, "a positive integer, or none/global/0 for a whole-image search")
 
 
 def _pair(text: str) -> tuple[int, int]:
@@ -91,13 +83,7 @@ def _pair(text: str) -> tuple[int, int]:
 
 def _window(text: str) -> int | None:
     """A search window in son patches, or a global search: ``none``, ``global`` or ``0`` → None."""
-    if text.lower() in ("none", "global", "0"):
-        return None
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    return v if v >= 1 else _bad(text, "a positive integer, or none/global/0 for a whole-image search")
+    return None if text.lower() in ("none", "global", "0") else _window_side(text)
 
 
 def _kv(items: list[str] | None) -> dict:
@@ -225,9 +211,8 @@ def cmd_bench(a) -> int:
 
 
 def cmd_upscale(a) -> int:
-    from ignn_lab.lab.upscale import upscale
-
     from ignn_lab.engine.options import PredictOptions
+    from ignn_lab.lab.upscale import upscale
 
     paths = upscale(a.inputs, model=a.model, scale=a.scale, out=a.out, progress=not a.quiet,
                     options=PredictOptions.from_kwargs(**_model_opts(a)))

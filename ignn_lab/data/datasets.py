@@ -230,7 +230,8 @@ def check_data_root(data_root: str | os.PathLike | None = None, sets: list[str] 
     for set_name in sorted({r["set"] for r in rows}):
         folder = root / set_name
         if folder.is_dir():
-            report.extra += [f"{set_name}/{p.name}" for p in _image_files(folder) if f"{set_name}/{p.name}" not in known]
+            listed = [f"{set_name}/{p.name}" for p in _image_files(folder)]
+            report.extra += [p for p in listed if p not in known]
     return report
 
 

@@ -30,8 +30,9 @@ from ignn_lab.engine.provenance import environment, git_commit
 from ignn_lab.engine.published import published_method, read_published
 from ignn_lab.metrics import psnr_ssim
 
-__all__ = ["Predictor", "EvalRow", "EVAL_OUTPUTS", "check_limit", "check_scales", "get_predictor", "bicubic_predictor", "graphagg_star_predictor",
-           "to_uint8", "evaluate", "summarise", "format_table", "write_results"]
+__all__ = ["Predictor", "EvalRow", "EVAL_OUTPUTS", "check_limit", "check_scales", "get_predictor",
+           "bicubic_predictor", "graphagg_star_predictor", "to_uint8", "evaluate", "summarise", "format_table",
+           "write_results"]
 
 #: What :func:`evaluate` writes into ``out``, replaced together (``images`` with ``save_images``).
 EVAL_OUTPUTS = ("results.json", "table.md", "images")

@@ -52,7 +52,7 @@ def list_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list
 def _output_names(files: list[Path]) -> list[str]:
     names = [f"{f.stem}.png" for f in files]
     seen: dict[str, Path] = {}
-    for f, n in zip(files, names):
+    for f, n in zip(files, names, strict=True):
         if n in seen:
             raise ValueError(f"{seen[n].name} and {f.name} would both be written as {n}; rename one of them")
         seen[n] = f
@@ -100,6 +100,7 @@ def upscale(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, model: n
             raise ValueError(f"{f}: {info.width}×{info.height} pixels is too small for {pred.name} at ×{scale}; it "
                              f"takes images of at least {pred.min_lr_side}×{pred.min_lr_side}")
     with OutputSet(out, names, inputs=files, what="output folder (--out)") as outs:
-        for f, n in zip(tqdm(files, desc=f"upscale ×{scale}", disable=not progress or len(files) < 2), names):
+        for f, n in zip(tqdm(files, desc=f"upscale ×{scale}", disable=not progress or len(files) < 2), names,
+                        strict=True):
             write_image(outs.path(n), to_hwc(pred(to_chw(read_image(f)))))
     return [outs.final(n) for n in names]

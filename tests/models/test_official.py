@@ -114,7 +114,8 @@ def test_a_checkpoint_of_another_size_is_one_line_naming_the_file(ref_root, tmp_
     with pytest.raises(OfficialCheckpointError) as err:
         load_official(path, 2, n_feats=16, n_resblocks=6)
     msg = str(err.value)
-    assert msg.startswith(f"{path} does not fit IGNN(scale=2, n_feats=16, n_resblocks=6): missing (") and "\n" not in msg
+    assert msg.startswith(f"{path} does not fit IGNN(scale=2, n_feats=16, n_resblocks=6): missing (")
+    assert "\n" not in msg
     assert "expected a released IGNN checkpoint" in msg
 
 
