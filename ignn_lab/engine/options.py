@@ -137,6 +137,9 @@ class PredictOptions:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={self.device!r} was asked for, but this torch build sees no CUDA device; "
                              "use 'cpu'")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={self.device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 … cuda:{torch.cuda.device_count() - 1}")
         return dev
 
     def torch_dtype(self) -> torch.dtype:
