@@ -446,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, TypeError, OSError, ImportError, KeyError, NotebookError) as exc:
             print(f"ignn-lab {a.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:  # one line, not a traceback; output sets were discarded on the way out
+            print(f"ignn-lab {a.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

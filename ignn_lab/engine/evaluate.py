@@ -86,10 +86,10 @@ def _eval_image(record: ImageRecord, model_name: str, predictors: dict[int, Pred
             rows.append(EvalRow(model_name, record.set, s, record.name, p, q))
             if images_dir is not None:
                 write_image(images_dir / record.set / f"x{s}" / f"{record.name}.png", to_hwc(sr))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # say which image: the model's own message does not know it
         if str(record.path) in str(exc):
             raise
-        raise type(exc)(f"{record.path}: {exc}") from None
+        raise (ValueError if isinstance(exc, ValueError) else TypeError)(f"{record.path}: {exc}") from None
     return rows
 
 

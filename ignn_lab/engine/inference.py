@@ -345,9 +345,13 @@ def resolve_network(model: nn.Module | str | os.PathLike, scale: int, **build_ov
             net, kind = _load_file(shipped[text], scale, build_overrides)
             name, source = text, {"kind": "shipped checkpoint", "name": text, "path": str(shipped[text])}
         elif text in list_models():
+            try:
+                net = build(text, scale, **build_overrides)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{text}: {exc}") from None
             warnings.warn(f"{text}: built from the registry with random weights (untrained); pass a checkpoint "
                           "for meaningful outputs", stacklevel=3)
-            net, name, source = build(text, scale, **build_overrides), text, {"kind": "registry", "name": text}
+            name, source = text, {"kind": "registry", "name": text}
         elif path.is_dir():
             raise ValueError(f"{path} is a folder; a model is a checkpoint file, a shipped checkpoint name or a "
                              "registry name")

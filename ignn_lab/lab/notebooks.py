@@ -117,13 +117,14 @@ def run_notebook(name: str, parameters: dict, out: str | os.PathLike, *, progres
 
     src = find_notebook(name)
     params = check_parameters(name, parameters, out)
-    with OutputSet(out, [src.name], what="output folder (--out)") as outs:
+    failed_name = f"{src.stem}.failed.ipynb"  # a member: a run that succeeds removes an earlier failure's notebook
+    with OutputSet(out, [src.name, failed_name], what="output folder (--out)") as outs:
         staged = outs.path(src.name)
         try:
             pm.execute_notebook(str(src), str(staged), parameters=params, progress_bar=progress,
                                 kernel_name="python3", cwd=str(Path.cwd()), execution_timeout=timeout)
         except PapermillExecutionError as exc:
-            failed = outs.folder / f"{src.stem}.failed.ipynb"
+            failed = outs.final(failed_name)
             kept = ""
             if staged.is_file():
                 os.replace(staged, failed)

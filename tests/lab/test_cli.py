@@ -165,3 +165,21 @@ def test_warnings_are_one_line(tmp_path, capsys):
     assert rc == 0 and err.splitlines() == [
         "ignn-lab upscale: warning: edsr-lite: built from the registry with random weights (untrained); pass a "
         "checkpoint for meaningful outputs"]
+
+
+def test_ctrl_c_leaves_the_previous_outputs(tmp_path, monkeypatch, capsys):
+    """An interrupted evaluation: one line, exit 130, and the previous run's files as they were."""
+    import ignn_lab.engine.evaluate as ev
+
+    write_png(tmp_path / "set" / "a.png", 24, 24)
+    args = ["evaluate", "--sets", tmp_path / "set", "--scales", "2", "--quiet", "--out", tmp_path / "o"]
+    assert _run(args, capsys)[0] == 0
+    before = snapshot(tmp_path / "o")
+
+    def interrupt(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "_eval_image", interrupt)
+    rc, _, err = _run([*args, "--save-images"], capsys)
+    assert rc == 130 and err.splitlines() == ["ignn-lab evaluate: interrupted"]
+    assert snapshot(tmp_path / "o") == before

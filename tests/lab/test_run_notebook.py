@@ -49,3 +49,4 @@ def test_results_go_to_out_and_a_failed_run_keeps_the_old_ones(tmp_path, monkeyp
                 "03_evaluate.failed.ipynb")
     after = snapshot(out)
     assert {k: v for k, v in after.items() if k != "03_evaluate.failed.ipynb"} == before
+    assert main(argv) == 0 and not (out / "03_evaluate.failed.ipynb").exists()  # a success clears the failure
