@@ -101,15 +101,14 @@ def _kv(items: list[str] | None) -> dict:
     return out
 
 
-#: The model options of evaluate/upscale, by attribute; each is present on the parsed arguments only when given.
-_OPTION_FLAGS = {"embedding": "embedding", "k": "k", "window": "window", "weighting": "weighting",
-                 "adapn": "adapn", "cross_scale": "cross_scale", "self_ensemble": "self_ensemble", "tile": "tile",
-                 "device": "device", "dtype": "dtype"}
+#: The model options of evaluate/upscale (library names); each is on the parsed arguments only when given.
+_MODEL_OPTIONS = ("embedding", "k", "window", "weighting", "adapn", "cross_scale", "self_ensemble", "tile", "device",
+                  "dtype")
 
 
 def _model_opts(a) -> dict:
-    """The model options given on the command line, by their library names (window None = global search)."""
-    return {name: getattr(a, attr) for attr, name in _OPTION_FLAGS.items() if hasattr(a, attr)}
+    """The model options given on the command line (window None = global search)."""
+    return {name: getattr(a, name) for name in _MODEL_OPTIONS if hasattr(a, name)}
 
 
 def cmd_data_check(a) -> int:
