@@ -56,9 +56,8 @@ def test_options_per_kind(weights):
         get_predictor("bicubic", 2, k=3)
     with pytest.raises(ValueError, match="unknown IGNN option.*'weighting'"):
         get_predictor("lite-test-x2", 2, weighting="distance")  # graphagg-star's switch; an IGNN has edge_weighting
-    with pytest.raises(ValueError, match="unknown EDSR option.*'window'"):
-        with pytest.warns(UserWarning):
-            get_predictor("edsr-lite", 2, window=8)
+    with pytest.raises(ValueError, match="edsr-lite: .*window"):
+        get_predictor("edsr-lite", 2, window=8)
     with pytest.raises(ValueError, match="not both"):
         get_predictor("bicubic", 2, PredictOptions(), tile=3)
 
