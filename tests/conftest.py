@@ -7,7 +7,6 @@ in which case they fail: CI must never pass by skipping.
 from __future__ import annotations
 
 import csv
-import os
 import random
 from pathlib import Path
 
@@ -16,12 +15,7 @@ import pytest
 import torch
 
 from ignn_lab.data.datasets import default_data_root, reference_root
-
-
-def _missing(what: str):
-    if os.environ.get("IGNN_LAB_REQUIRE_DATA") == "1":
-        pytest.fail(f"{what} is required (IGNN_LAB_REQUIRE_DATA=1) but was not found")
-    pytest.skip(f"{what} not found (set IGNN_LAB_DATA / IGNN_LAB_REFERENCE)")
+from tests.support import load_fixture, missing as _missing  # noqa: F401  (load_fixture: older imports)
 
 
 @pytest.fixture(scope="session")
@@ -45,13 +39,6 @@ def bicubic_reference(data_root) -> dict:
     with open(data_root / "bicubic_reference.tsv", newline="") as f:
         return {(r["set"], r["image"], int(r["scale"])): (float(r["psnr_y"]), float(r["ssim_y"]))
                 for r in csv.DictReader(f, delimiter="\t")}
-
-
-def load_fixture(ref_root: Path, name: str) -> dict:
-    path = ref_root / f"official_ignn_{name}.pt"
-    if not path.is_file():
-        _missing(str(path))
-    return torch.load(path, weights_only=True)
 
 
 @pytest.fixture(autouse=True)

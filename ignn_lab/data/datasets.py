@@ -19,7 +19,7 @@ from ignn_lab.data.io import IMAGE_SUFFIXES, read_image
 __all__ = [
     "BENCHMARK_SETS", "TRAINING_SETS", "EMBEDDED_SETS", "ImageRecord", "DataCheck",
     "default_data_root", "resolve_data_root", "reference_root", "list_images", "load_image",
-    "read_manifest", "check_data_root", "known_sets",
+    "read_manifest", "check_data_root", "known_sets", "DataMismatchError", "verify_named_set", "canonical_set",
 ]
 
 BENCHMARK_SETS = ("Set5", "Set14", "B100", "Urban100")
@@ -82,6 +82,11 @@ def reference_root(data_root: str | os.PathLike | None = None) -> Path | None:
     return cand if cand.is_dir() else None
 
 
+def canonical_set(name: str | os.PathLike) -> str | None:
+    """The set a name means (``bsd100`` → ``B100``), or None when it names no known set (then it is a folder)."""
+    return _ALIASES.get(str(name).lower())
+
+
 def known_sets() -> tuple[str, ...]:
     """Names that :func:`list_images` resolves without a path."""
     return BENCHMARK_SETS + TRAINING_SETS + EMBEDDED_SETS
@@ -101,8 +106,12 @@ def _skimage_records() -> list[ImageRecord]:
     return out
 
 
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def _folder_records(folder: Path, set_name: str) -> list[ImageRecord]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = _image_files(folder)
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return [ImageRecord(set_name, p.stem, p) for p in files]
@@ -111,7 +120,7 @@ def _folder_records(folder: Path, set_name: str) -> list[ImageRecord]:
 def list_images(name_or_path: str | os.PathLike, data_root: str | os.PathLike | None = None) -> list[ImageRecord]:
     """The images of a named set (``Set5`` … ``BSD200``, ``skimage``) or of any folder, sorted by file name."""
     key = str(name_or_path)
-    canonical = _ALIASES.get(key.lower())
+    canonical = canonical_set(key)
     if canonical == "skimage":
         return _skimage_records()
     if canonical is not None:
@@ -142,17 +151,32 @@ def read_manifest(data_root: str | os.PathLike | None = None) -> list[dict]:
 
 @dataclass
 class DataCheck:
-    """Outcome of :func:`check_data_root`."""
+    """Outcome of :func:`check_data_root`: paths (``Set5/baby.png``) that are missing, altered (sha256 or size
+    differs from ``MANIFEST.tsv``) or extra (an image in a set's folder that the manifest does not list)."""
 
     root: Path
     checked: int = 0
     ok: int = 0
     missing: list[str] = field(default_factory=list)
     altered: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return not self.missing and not self.altered and self.checked > 0
+        return not self.missing and not self.altered and not self.extra and self.checked > 0
+
+    def problems(self) -> str:
+        """One line: ``1 extra (Set5/zebra.png), 2 missing (…)``; empty when nothing is wrong."""
+        parts = []
+        for what, items in (("extra", self.extra), ("missing", self.missing), ("altered", self.altered)):
+            if items:
+                shown = ", ".join(items[:3]) + (f", … ({len(items) - 3} more)" if len(items) > 3 else "")
+                parts.append(f"{len(items)} {what} ({shown})")
+        return ", ".join(parts)
+
+
+class DataMismatchError(ValueError):
+    """A named benchmark set whose files are not the ones ``MANIFEST.tsv`` lists."""
 
 
 def _sha256(path: Path) -> str:
@@ -164,13 +188,28 @@ def _sha256(path: Path) -> str:
 
 
 def check_data_root(data_root: str | os.PathLike | None = None, sets: list[str] | None = None,
-                    progress: bool = False) -> DataCheck:
-    """Verify files against ``MANIFEST.tsv`` (sha256); report missing and altered files."""
+                    progress: bool = False, *, contents: list[str] | None = None) -> DataCheck:
+    """Verify a data root against ``MANIFEST.tsv``: every listed file present with its size and sha256, and no
+    image in a set's folder that the manifest does not list.
+
+    Args:
+        sets: only these sets (names or aliases); each must be one the manifest lists.
+        contents: hash only these manifest paths (the others are checked for presence and size); default: all.
+
+    Raises:
+        FileNotFoundError: no data root or no ``MANIFEST.tsv``. ValueError: a set the manifest does not list.
+    """
     root = resolve_data_root(data_root)
     rows = read_manifest(root)
+    listed = sorted({r["set"] for r in rows})
     if sets:
         wanted = {_ALIASES.get(s.lower(), s) for s in sets}
+        unknown = sorted(wanted - set(listed))
+        if unknown:
+            raise ValueError(f"{root / 'MANIFEST.tsv'} lists no set {', '.join(map(repr, unknown))}; it lists "
+                             f"{', '.join(listed)}")
         rows = [r for r in rows if r["set"] in wanted]
+    hashed = None if contents is None else set(contents)
     report = DataCheck(root)
     it = rows
     if progress:
@@ -182,8 +221,51 @@ def check_data_root(data_root: str | os.PathLike | None = None, sets: list[str] 
         p = root / r["path"]
         if not p.is_file():
             report.missing.append(r["path"])
-        elif _sha256(p) != r["sha256"]:
+        elif str(p.stat().st_size) != r["bytes"] or ((hashed is None or r["path"] in hashed)
+                                                     and _sha256(p) != r["sha256"]):
             report.altered.append(r["path"])
         else:
             report.ok += 1
+    known = {r["path"] for r in rows}
+    for set_name in sorted({r["set"] for r in rows}):
+        folder = root / set_name
+        if folder.is_dir():
+            listed = [f"{set_name}/{p.name}" for p in _image_files(folder)]
+            report.extra += [p for p in listed if p not in known]
     return report
+
+
+def verify_named_set(name: str, data_root: str | os.PathLike | None = None,
+                     records: list[ImageRecord] | None = None) -> bool:
+    """Whether the named set ``name`` of the data root is exactly the one ``MANIFEST.tsv`` lists.
+
+    Scores labelled ``Set5`` are compared with everyone else's ``Set5``; an extra, missing or altered image
+    makes them incomparable, so such a set is refused rather than scored under its name.
+
+    Args:
+        records: the images about to be used (their sha256 is checked); default: all of the set.
+
+    Returns:
+        True when the set was verified; False when it cannot be (no ``MANIFEST.tsv``, or the manifest does not
+        list the set): its scores then stand without published values.
+
+    Raises:
+        DataMismatchError: the set's files differ from the manifest (the message lists what differs).
+    """
+    canonical = canonical_set(name)
+    if canonical is None or canonical in EMBEDDED_SETS:
+        return False
+    root = resolve_data_root(data_root)
+    if not (root / "MANIFEST.tsv").is_file():
+        return False
+    rows = read_manifest(root)
+    if not any(r["set"] == canonical for r in rows):
+        return False
+    contents = None if records is None else [f"{canonical}/{r.path.name}" for r in records]
+    rep = check_data_root(root, [canonical], contents=contents)
+    if not rep.passed:
+        raise DataMismatchError(
+            f"{canonical} in {root} does not match its MANIFEST.tsv: {rep.problems()}. A named benchmark set is "
+            f"scored only when it holds exactly its published images (see: ignn-lab data check); to score other "
+            f"images, pass their folder as a path (it is scored without published values)")
+    return True

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ignn_lab.data.convert import to_chw
 from ignn_lab.data.imresize import imresize, imresize_np
 from ignn_lab.data.io import atomic_write_bytes, read_image
 
@@ -96,6 +97,4 @@ class LRCache:
 
 def to_tensor01(img: np.ndarray, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Tensor:
     """uint8 H×W(×3) → 1×C×H×W float in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(img))
-    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
-    return t[None].to(device=device, dtype=dtype) / 255.0
+    return to_chw(img)[None].to(device=device, dtype=dtype) / 255.0

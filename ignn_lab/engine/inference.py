@@ -23,19 +23,17 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ignn_lab.data.convert import on_rgb
 from ignn_lab.data.degrade import make_son
-from ignn_lab.engine.evaluate import to_uint8
+from ignn_lab.engine.options import PredictOptions
 from ignn_lab.engine.tiling import (max_square_tile, peak_activation_bytes, receptive_radius, search_latched,
                                     tile_rules, tile_spans)
 
-__all__ = ["ModelPredictor", "model_predictor", "resolve_model", "self_ensemble", "DEFAULT_OVERLAP",
-           "DEFAULT_BUDGET_GB_CPU"]
+__all__ = ["ModelPredictor", "model_predictor", "network_predictor", "resolve_model", "self_ensemble",
+           "DEFAULT_OVERLAP", "DEFAULT_BUDGET_GB_CPU"]
 
 DEFAULT_OVERLAP = 32  # LR pixels of context per inner tile side (capped at the model's receptive radius)
 DEFAULT_BUDGET_GB_CPU = 4.0  # activation budget of one tile on CPU; on CUDA: half the device memory
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float64": torch.float64, "fp64": torch.float64,
-           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
-           "half": torch.float16}
 
 
 def _d4(x: Tensor, i: int, inverse: bool = False) -> Tensor:
@@ -69,37 +67,6 @@ def self_ensemble(fn, lr: Tensor) -> Tensor:
     return acc / 8
 
 
-def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        dt = dtype
-    elif isinstance(dtype, str) and dtype.lower() in _DTYPES:
-        dt = _DTYPES[dtype.lower()]
-    else:
-        raise ValueError(f"dtype must be one of float32, float64, bfloat16, float16; got {dtype!r}")
-    if dt not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
-        raise ValueError(f"dtype must be one of float32, float64, bfloat16, float16; got {dt}")
-    if dt in (torch.bfloat16, torch.float16) and device.type != "cuda":
-        raise ValueError(f"dtype={str(dt).removeprefix('torch.')} runs through CUDA autocast and needs a CUDA "
-                         f"device, got device={device}; on CPU use float32 (default) or float64")
-    return dt
-
-
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for, but this torch build sees no CUDA device; use 'cpu'")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
-    return dev
-
-
 class ModelPredictor:
     """A network as a Predictor: uint8 C×H×W (C ∈ {1, 3}) → uint8 C×sH×sW. Not thread safe.
 
@@ -109,17 +76,22 @@ class ModelPredictor:
         name: shown in result tables ("+" appended with self-ensemble, as IGNN+).
         parallel_safe: False (one forward at a time).
         model, scale, device, dtype, self_ensemble, tile, overlap, budget_bytes, rules: the settings.
+        source: where the network came from (``kind``: module, checkpoint, released checkpoint, shipped
+            checkpoint or registry; ``path`` or ``name``), for the provenance.
         bytes_per_pixel: measured activation bytes per LR pixel (None until a budget decision needed it;
             see :meth:`memory_model`).
         last_tiles: number of tiles the last call used per variant (1 = untiled).
     """
 
     parallel_safe = False
+    min_lr_side = 1  # smaller images are edge-padded to the network's minimum and cropped back
 
     def __init__(self, model: nn.Module, scale: int, *, name: str, device: torch.device, dtype: torch.dtype,
                  self_ensemble: bool, tile: int | None, overlap: int | str | None, budget_bytes: float,
-                 progress: bool = True):
+                 progress: bool = True, source: dict | None = None):
         self.model, self.scale, self.name = model, scale, name
+        self.source = source if source is not None else {"kind": "module", "class": type(model).__name__}
+        self.settings: dict = {}
         self.device, self.dtype, self.self_ensemble = device, dtype, self_ensemble
         self.rules = tile_rules(model, scale)
         radius = receptive_radius(model, scale)
@@ -307,93 +279,114 @@ class ModelPredictor:
     def __call__(self, lr: Tensor) -> Tensor:
         """uint8 C×H×W (C = 1 or 3) → uint8 C×sH×sW on the CPU. Grey input: the network sees it replicated to 3
         channels; the result is the channel mean of its output, rounded."""
-        if not isinstance(lr, Tensor):
-            raise TypeError(f"{self.name}: expected a torch.Tensor (uint8 C×H×W), got {type(lr).__name__}")
-        if lr.dtype != torch.uint8 or lr.ndim != 3 or lr.shape[0] not in (1, 3):
-            raise ValueError(f"{self.name}: expected a uint8 C×H×W tensor with C = 1 or 3, "
-                             f"got {lr.dtype} {tuple(lr.shape)}")
-        grey = lr.shape[0] == 1
-        x = lr.to(self.device)[None].to(self._compute_dtype()) / 255.0
-        if grey:
-            x = x.expand(-1, 3, -1, -1).contiguous()
-        y = self.upscale_float(x)
-        if grey:
-            y = y.mean(1, keepdim=True)
-        return to_uint8(y[0]).cpu()
+        return on_rgb(self.upscale_float, lr, device=self.device, dtype=self._compute_dtype())
 
     def __repr__(self) -> str:
         return (f"ModelPredictor(name={self.name!r}, scale={self.scale}, device={self.device}, dtype={self.dtype}, "
                 f"self_ensemble={self.self_ensemble}, tile={self.tile}, overlap={self.overlap})")
 
 
-def _infer_size(state: dict) -> dict:
-    """``n_feats`` and ``n_resblocks`` of a released IGNN state dict (keys with or without ``module.``)."""
-    keys = {k.removeprefix("module."): v for k, v in state.items()}
-    out = {}
-    if "head.0.weight" in keys:
-        out["n_feats"] = int(keys["head.0.weight"].shape[0])
-    blocks = {tuple(k.split(".")[:2]) for k in keys if k.startswith(("body1.", "body2.")) and ".body." in k}
-    if blocks:
-        out["n_resblocks"] = len(blocks)
-    return out
+def _load_file(path: Path, scale: int, overrides: dict) -> tuple[nn.Module, str]:
+    """A kit checkpoint or a released IGNN checkpoint (told apart by content), and its kind."""
+    from ignn_lab.models.checkpoint import is_released, read_checkpoint, rebuild
+    from ignn_lab.models.official import load_official, released_size
 
-
-def _load_file(path: Path, scale: int, overrides: dict) -> nn.Module:
-    import ignn_lab.models as models
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure: say what the file should be
-        raise ValueError(f"{path}: cannot read it as a checkpoint with torch.load(weights_only=True) ({exc}); "
-                         "expected a kit checkpoint (ignn_lab.models.save) or a released IGNN .pth") from exc
-    released = isinstance(obj, dict) and ("net_state_dict" in obj or (
-        bool(obj) and all(isinstance(k, str) and k.startswith("module.") for k in obj)))
-    if released:
-        opts = {**_infer_size(obj.get("net_state_dict", obj)), **overrides}
-        return models.load_official(obj, scale, **opts)
-    if overrides:
-        raise ValueError(f"options {sorted(overrides)} cannot be applied to the kit checkpoint {path}; "
-                         "they apply to registry names and released checkpoints")
-    return models.load(path)
+    obj = read_checkpoint(path)
+    if is_released(obj):
+        state = obj.get("net_state_dict", obj)
+        size = {k: v for k, v in released_size(state).items() if k != "scale"}
+        return load_official(obj, scale, **{**size, **overrides}, source=str(path)), "released checkpoint"
+    return rebuild(obj, path, **overrides), "checkpoint"
 
 
 def resolve_model(model: nn.Module | str | os.PathLike, scale: int, **build_overrides) -> tuple[nn.Module, str]:
-    """The network for ``model`` and a display name.
+    """The network for ``model`` and a display name (see :func:`resolve_network`)."""
+    net, name, _ = resolve_network(model, scale, **build_overrides)
+    return net, name
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or "/" in text or Path(text).suffix.lower() in (".pt", ".pth", ".ckpt", ".bin")
+
+
+def resolve_network(model: nn.Module | str | os.PathLike, scale: int, **build_overrides
+                    ) -> tuple[nn.Module, str, dict]:
+    """The network a model argument names, its display name and where it came from.
 
     Args:
-        model: an ``nn.Module``; a path to a kit checkpoint (``ignn_lab.models.load``) or to a released IGNN
-            checkpoint (a dict with ``net_state_dict``, loaded with ``ignn_lab.models.load_official``; its width
-            and depth are read from the tensors unless given); or a registry name (random weights, with a warning).
+        model, in the order tried: an ``nn.Module``; an existing file, a kit checkpoint
+            (``ignn_lab.models.save``, the trainer's ``best.pt``) or a released IGNN checkpoint (a dict with
+            ``net_state_dict``, loaded with ``ignn_lab.models.load_official``; width and depth read from its
+            tensors); a shipped checkpoint name (``ignn_lab.models.pretrained``); a registry name (random
+            weights, with a warning).
         scale: the SR factor; must match the network's ``scale``.
-        **build_overrides: config fields for a registry name or a released checkpoint (e.g. ``window=8``).
+        **build_overrides: config fields (e.g. ``window=8``) for anything but an ``nn.Module``; the weights of a
+            checkpoint must still fit.
 
     Returns:
-        (module, name).
+        (module, name, source): source is ``{"kind": ..., "path" or "name": ...}`` for the provenance.
     """
+    from ignn_lab.models import build, list_models
+    from ignn_lab.models.pretrained import list_pretrained
+
     if isinstance(model, nn.Module):
         if build_overrides:
-            raise ValueError(f"options {sorted(build_overrides)} only apply to registry names and checkpoints, "
-                             f"not to an already built {type(model).__name__}")
-        net, name = model, type(model).__name__.lower()
+            raise ValueError(f"{', '.join(sorted(build_overrides))}: these switches apply to registry names and "
+                             f"checkpoints, not to an already built {type(model).__name__}")
+        net, name, source = model, type(model).__name__.lower(), {"kind": "module", "class": type(model).__name__}
     elif isinstance(model, (str, os.PathLike)):
-        path = Path(model).expanduser()
+        text = str(model)
+        path = Path(text).expanduser()
+        shipped = list_pretrained()
         if path.is_file():
-            net, name = _load_file(path, scale, build_overrides), path.stem
-        else:
-            from ignn_lab.models import build, list_models
-
-            if str(model) not in list_models():
-                raise ValueError(f"{str(model)!r} is neither an existing checkpoint file nor a registered model; "
-                                 f"registered: {', '.join(list_models())}")
-            warnings.warn(f"{model}: built from the registry with random weights (untrained); pass a checkpoint "
+            net, kind = _load_file(path, scale, build_overrides)
+            name, source = path.stem, {"kind": kind, "path": str(path.resolve())}
+        elif text in shipped:
+            net, kind = _load_file(shipped[text], scale, build_overrides)
+            name, source = text, {"kind": "shipped checkpoint", "name": text, "path": str(shipped[text])}
+        elif text in list_models():
+            try:
+                net = build(text, scale, **build_overrides)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{text}: {exc}") from None
+            warnings.warn(f"{text}: built from the registry with random weights (untrained); pass a checkpoint "
                           "for meaningful outputs", stacklevel=3)
-            net, name = build(str(model), scale, **build_overrides), str(model)
+            name, source = text, {"kind": "registry", "name": text}
+        elif path.is_dir():
+            raise ValueError(f"{path} is a folder; a model is a checkpoint file, a shipped checkpoint name or a "
+                             "registry name")
+        elif _looks_like_path(text):
+            raise FileNotFoundError(f"no checkpoint file at {path}")
+        else:
+            names = [*shipped, *list_models()]
+            raise ValueError(f"{text!r} is neither an existing checkpoint file nor a shipped or registered model; "
+                             f"known: bicubic, graphagg-star, {', '.join(names)}")
     else:
-        raise TypeError(f"model must be an nn.Module, a checkpoint path or a registry name, got {type(model).__name__}")
+        raise TypeError(f"model must be an nn.Module, a checkpoint path or a model name, got {type(model).__name__}")
     net_scale = getattr(net, "scale", scale)
     if net_scale != scale:
         raise ValueError(f"{name} is a ×{net_scale} network, but scale={scale} was asked for")
-    return net, name
+    return net, name, source
+
+
+def network_predictor(model: nn.Module | str | os.PathLike, scale: int, options: PredictOptions | None = None, *,
+                      progress: bool = True) -> ModelPredictor:
+    """A :class:`ModelPredictor` for a network, from a validated :class:`PredictOptions` (its switches are config
+    fields of the network, see :func:`resolve_network`)."""
+    opts = options if options is not None else PredictOptions()
+    dev, dt = opts.torch_device(), opts.torch_dtype()
+    net, name, source = resolve_network(model, scale, **dict(opts.switches))
+    net = net.to(dev, torch.float64 if dt == torch.float64 else torch.float32).eval()
+    if opts.memory_budget_gb is None:
+        budget = (0.5 * torch.cuda.get_device_properties(dev).total_memory if dev.type == "cuda"
+                  else DEFAULT_BUDGET_GB_CPU * 2**30)
+    else:
+        budget = float(opts.memory_budget_gb) * 2**30
+    pred = ModelPredictor(net, scale, name=name + ("+" if opts.self_ensemble else ""), device=dev, dtype=dt,
+                          self_ensemble=opts.self_ensemble, tile=opts.tile, overlap=opts.overlap,
+                          budget_bytes=budget, progress=progress, source=source)
+    pred.settings = opts.record()
+    return pred
 
 
 def model_predictor(model: nn.Module | str | os.PathLike, scale: int, *, device: str | torch.device = "cpu",
@@ -404,7 +397,8 @@ def model_predictor(model: nn.Module | str | os.PathLike, scale: int, *, device:
 
     Args:
         model: an ``nn.Module`` (moved to ``device``/``dtype`` and put in eval mode, in place), a kit checkpoint
-            path, a released IGNN checkpoint path, or a registry name (untrained; warns).
+            path, a released IGNN checkpoint path, a shipped checkpoint name or a registry name (untrained;
+            warns); see :func:`resolve_network`.
         scale: 2, 3 or 4; must match the network.
         device: "cpu" (default; None means "cpu") or "cuda[:N]".
         dtype: "float32" (default; None means "float32"); "float64" (exact comparisons); "bfloat16"/"float16"
@@ -418,22 +412,11 @@ def model_predictor(model: nn.Module | str | os.PathLike, scale: int, *, device:
             ``"exact"`` uses ``engine.tiling.receptive_radius(model, scale)``, which makes the tiled output equal
             the untiled output up to float rounding (ValueError for models where no overlap can).
         progress: show a tqdm bar over tiles when there are 4 or more.
-        **build_overrides: config fields for a registry name or a released checkpoint.
+        **build_overrides: config fields for a registry name or a checkpoint.
 
     Returns:
-        A :class:`ModelPredictor` (``.name``, ``.parallel_safe = False``).
+        A :class:`ModelPredictor` (``.name``, ``.parallel_safe = False``, ``.source``).
     """
-    dev = _resolve_device(device)
-    dt = _resolve_dtype(dtype, dev)
-    net, name = resolve_model(model, scale, **build_overrides)
-    net = net.to(dev, torch.float64 if dt == torch.float64 else torch.float32).eval()
-    if memory_budget_gb is None:
-        budget = (0.5 * torch.cuda.get_device_properties(dev).total_memory if dev.type == "cuda"
-                  else DEFAULT_BUDGET_GB_CPU * 2**30)
-    elif isinstance(memory_budget_gb, (int, float)) and memory_budget_gb > 0:
-        budget = float(memory_budget_gb) * 2**30
-    else:
-        raise ValueError(f"memory_budget_gb must be a positive number or None, got {memory_budget_gb!r}")
-    return ModelPredictor(net, scale, name=name + ("+" if self_ensemble else ""), device=dev, dtype=dt,
-                          self_ensemble=bool(self_ensemble), tile=tile, overlap=overlap, budget_bytes=budget,
-                          progress=progress)
+    options = PredictOptions.from_kwargs(device=device, dtype=dtype, self_ensemble=self_ensemble, tile=tile,
+                                         memory_budget_gb=memory_budget_gb, overlap=overlap, **build_overrides)
+    return network_predictor(model, scale, options, progress=progress)

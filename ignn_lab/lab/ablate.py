@@ -8,12 +8,11 @@ into ``out`` (each variant's own ``results.json`` in ``out/<variant>/``). ``ignn
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Iterable, Mapping
 
-from ignn_lab.data.io import atomic_write_bytes
+from ignn_lab.data.io import atomic_write_bytes, json_bytes
+from ignn_lab.data.outputs import OutputSet
 from ignn_lab.viz import save_figure
 
 __all__ = ["VARIANTS", "DEFAULT_VARIANTS", "graphagg_ablation", "ablation_figure", "ablation_markdown"]
@@ -72,26 +71,27 @@ def graphagg_ablation(variants: Iterable[str] | Mapping[str, dict] | None = None
     from ignn_lab.engine.evaluate import evaluate
 
     spec = _resolve(variants)
-    sets, scales, out = list(sets), [int(s) for s in scales], Path(out)
+    sets, scales = [sets] if isinstance(sets, str) else list(sets), [int(s) for s in scales]
     runs = ([("bicubic", "bicubic", {})] if bicubic else []) + [(v, "graphagg-star", o) for v, o in spec.items()]
+    members = [v for v, _, _ in runs] + ["ablation.json", "ablation.md", "ablation.png"]
     rows = []
-    for variant, model, opts in tqdm(runs, desc="ablation", unit="variant", disable=not progress):
-        res = evaluate(model, sets, scales, out=out / variant, data_root=data_root, limit=limit,
-                       progress=False, **opts)
-        for cell in res["summary"]:
-            rows.append({"variant": variant, "options": {k: v for k, v in opts.items()}, "set": cell["set"],
-                         "scale": cell["scale"], "psnr": cell["psnr"], "ssim": cell["ssim"],
-                         "n_images": cell["n_images"], "seconds": res["provenance"]["seconds"]})
-    for r in rows:
-        for ref in ("default", "bicubic"):
-            base = next((b for b in rows if b["variant"] == ref and (b["set"], b["scale"]) == (r["set"], r["scale"])),
-                        None)
-            r[f"dpsnr_vs_{ref}"] = None if base is None else r["psnr"] - base["psnr"]
-    report = {"rows": rows, "sets": sets, "scales": scales, "limit": limit}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "ablation.json", json.dumps(report, indent=1).encode())
-    atomic_write_bytes(out / "ablation.md", ablation_markdown(report).encode())
-    save_figure(ablation_figure(report), out / "ablation.png")
+    with OutputSet(out, members, what="output folder (--out)") as outs:
+        for variant, model, opts in tqdm(runs, desc="ablation", unit="variant", disable=not progress):
+            res = evaluate(model, sets, scales, out=outs.path(variant), data_root=data_root, limit=limit,
+                           progress=False, **opts)
+            for cell in res["summary"]:
+                rows.append({"variant": variant, "options": dict(opts), "set": cell["set"],
+                             "scale": cell["scale"], "psnr": cell["psnr"], "ssim": cell["ssim"],
+                             "n_images": cell["n_images"], "seconds": res["provenance"]["seconds"]})
+        for r in rows:
+            for ref in ("default", "bicubic"):
+                base = next((b for b in rows
+                             if b["variant"] == ref and (b["set"], b["scale"]) == (r["set"], r["scale"])), None)
+                r[f"dpsnr_vs_{ref}"] = None if base is None else r["psnr"] - base["psnr"]
+        report = {"rows": rows, "sets": sets, "scales": scales, "limit": limit}
+        atomic_write_bytes(outs.path("ablation.json"), json_bytes(report))
+        atomic_write_bytes(outs.path("ablation.md"), ablation_markdown(report).encode())
+        save_figure(ablation_figure(report), outs.path("ablation.png"))
     return report
 
 

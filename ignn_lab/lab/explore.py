@@ -6,7 +6,6 @@ evaluation protocol's LR); the son is the LR downscaled by the graph scale (= ``
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -14,10 +13,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ignn_lab.data.convert import to_chw
 from ignn_lab.data.datasets import list_images, load_image
 from ignn_lab.data.degrade import modcrop
 from ignn_lab.data.imresize import imresize
-from ignn_lab.data.io import atomic_write_bytes, check_image_array, read_image
+from ignn_lab.data.io import atomic_write_bytes, check_image_array, json_bytes, read_image
+from ignn_lab.data.outputs import OutputSet, output_set
 from ignn_lab.graph.aggregate import (
     STRIDE,
     GraphAggDetails,
@@ -100,7 +101,7 @@ def most_recurrent_query(mg: MatchGraph, *, min_std: float = MIN_PATCH_STD, text
 
 def check_figure_path(out: str | os.PathLike) -> Path:
     """``out`` as a Path; ValueError unless it ends in ``.png``, ``.pdf`` or ``.svg``."""
-    out = Path(out)
+    out = Path(out).expanduser()
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise ValueError(f"out must end in .png, .pdf or .svg, got {str(out)!r}")
     return out
@@ -112,8 +113,7 @@ def _box(t: Tensor) -> list[int]:
 
 def _protocol_lr(hr_np: np.ndarray, scale: int) -> tuple[Tensor, Tensor]:
     """uint8 H×W(×3) → (mod-cropped HR C×H×W uint8, LR 1×C×h×w float32 in [0, 1] = MATLAB bicubic of it)."""
-    hr = torch.from_numpy(np.ascontiguousarray(modcrop(hr_np, scale)))
-    hr = (hr[None] if hr.ndim == 2 else hr.permute(2, 0, 1)).contiguous()
+    hr = to_chw(modcrop(hr_np, scale))
     return hr, imresize(hr, 1 / scale).float()[None] / 255
 
 
@@ -155,7 +155,8 @@ def explore(image: str | os.PathLike | np.ndarray, *, scale: int = 2, query: tup
         query: (row, col) of the query patch's top-left corner in LR pixels, snapped down to the stride-2
             patch grid (the result says where it landed); None picks :func:`most_recurrent_query`.
         k, window, embedding, patch_size: as :func:`ignn_lab.graph.aggregate.search_graph`.
-        out: the figure's path (``.png``, ``.pdf`` or ``.svg``); the JSON goes beside it (same stem).
+        out: the figure's path (``.png``, ``.pdf`` or ``.svg``); the JSON goes beside it (same stem). Both are
+            written together, after every check; neither may be the input image.
         data_root: where ``SET`` folders live (default: :func:`ignn_lab.data.datasets.resolve_data_root`).
 
     Returns:
@@ -166,22 +167,28 @@ def explore(image: str | os.PathLike | np.ndarray, *, scale: int = 2, query: tup
     out = check_figure_path(out)
     if query is not None and (len(query) != 2 or not all(isinstance(v, (int, np.integer)) for v in query)):
         raise TypeError(f"query must be (row, col) ints in LR pixels or None, got {query!r}")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2:
+        raise ValueError(f"scale must be an int ≥ 2, got {scale!r}")
     hr_np, label = load_hr(image, data_root)
-    hr, lr = _protocol_lr(hr_np, scale)
-    mg = search_graph(lr, scale, k=k, window=window, embedding=embedding, patch_size=patch_size)
-    if query is None:
-        qi, how = most_recurrent_query(mg), "most recurrent textured patch"
-    else:
-        qi, how = snap_query(query, tuple(lr.shape[-2:]), mg.query_grid), "requested"
-    det = graphagg_details(mg, [qi])
-    gt = crop_box(hr.float() / 255, det.output_boxes[0])
-    settings = {"scale": scale, "k": k, "window": window, "embedding": embedding, "patch_size": patch_size}
-    info = _record(label, hr, mg, det, gt, query, how, settings)
-    return write_match_figure(info, mg, det, gt, recurrence_from_graph(mg)[0, 0], out)
+    _check_size(hr_np, label, scale, patch_size)
+    src = Path(image).expanduser() if isinstance(image, (str, os.PathLike)) and Path(image).is_file() else None
+    members = (out.name, out.with_suffix(".json").name)
+    with OutputSet(out.parent, members, inputs=[src] if src else [], what="--out path") as outs:
+        hr, lr = _protocol_lr(hr_np, scale)
+        mg = search_graph(lr, scale, k=k, window=window, embedding=embedding, patch_size=patch_size)
+        if query is None:
+            qi, how = most_recurrent_query(mg), "most recurrent textured patch"
+        else:
+            qi, how = snap_query(query, tuple(lr.shape[-2:]), mg.query_grid), "requested"
+        det = graphagg_details(mg, [qi])
+        gt = crop_box(hr.float() / 255, det.output_boxes[0])
+        settings = {"scale": scale, "k": k, "window": window, "embedding": embedding, "patch_size": patch_size}
+        info = _record(label, hr, mg, det, gt, query, how, settings)
+        return write_match_figure(info, mg, det, gt, recurrence_from_graph(mg)[0, 0], out, outs=outs)
 
 
 def write_match_figure(info: dict, mg: MatchGraph, det: GraphAggDetails, gt: Tensor, recurrence: Tensor,
-                       out: str | os.PathLike) -> dict:
+                       out: str | os.PathLike, *, outs: OutputSet | None = None) -> dict:
     """Draw :func:`~ignn_lab.viz.matches.match_figure` for the record ``info`` and write it with its JSON.
 
     Args:
@@ -189,6 +196,7 @@ def write_match_figure(info: dict, mg: MatchGraph, det: GraphAggDetails, gt: Ten
         mg, det: the graph and the query's details (one row). gt: C×P×P ground-truth HR patch.
         recurrence: H×W recurrence map of ``mg``.
         out: the figure's path (``.png``, ``.pdf`` or ``.svg``); the JSON goes beside it (same stem).
+        outs: an open output set holding both files (default: one of their own; both are replaced together).
 
     Returns:
         ``info`` with ``figure`` and ``json`` (the paths written).
@@ -196,13 +204,25 @@ def write_match_figure(info: dict, mg: MatchGraph, det: GraphAggDetails, gt: Ten
     from ignn_lab.viz.matches import match_figure
 
     out = check_figure_path(out)
+    members = (out.name, out.with_suffix(".json").name)
     q = info["query"]
     title = (f"{info['image']}: ×{info['scale']}, query ({q['row']}, {q['col']}) [{q['chosen_by']}], "
              f"k={info['k']}, window={info['window']}, embedding={info['embedding']}, "
              f"patch {info['patch_size']}×{info['patch_size']}")
-    mf = match_figure(mg.lr[0], mg.son[0], det, hr_patch=gt, recurrence=recurrence, title=title)
-    info = dict(info)
-    info["figure"] = str(save_figure(mf.figure, out, dpi=110))
-    info["json"] = str(out.with_suffix(".json"))
-    atomic_write_bytes(info["json"], (json.dumps(info, indent=1) + "\n").encode())
+    with output_set(outs if outs is not None else out.parent, members, what="--out path") as s:
+        mf = match_figure(mg.lr[0], mg.son[0], det, hr_patch=gt, recurrence=recurrence, title=title)
+        info = dict(info)
+        save_figure(mf.figure, s.path(members[0]), dpi=110)
+        info["figure"], info["json"] = str(s.final(members[0])), str(s.final(members[1]))
+        atomic_write_bytes(s.path(members[1]), json_bytes(info))
     return info
+
+
+def _check_size(hr: np.ndarray, label: str, scale: int, patch_size: int) -> None:
+    """The LR (HR/s) and its son (LR/s) must each hold one patch; say so with the image's name."""
+    h, w = hr.shape[:2]
+    need = patch_size * scale * scale
+    if min(h, w) < need:
+        raise ValueError(f"{label}: {w}×{h} pixels is too small to explore at ×{scale} with {patch_size}×"
+                         f"{patch_size} patches: the son (HR/{scale * scale}) must hold one patch, so images of at "
+                         f"least {need}×{need}")

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-
-from ignn_lab.data.io import atomic_write_bytes
+from ignn_lab.data.io import atomic_write_bytes, json_bytes
+from ignn_lab.data.outputs import OutputSet, output_set
 from ignn_lab.viz import save_figure
 
 __all__ = ["evaluate_task", "reproduce", "demo", "save_figure", "train_task"]
 
 
 def evaluate_task(model: str = "bicubic", sets: Iterable[str] = ("Set5", "Set14", "B100", "Urban100"),
-                  scales: Iterable[int] = (2, 3, 4), *, out: str | os.PathLike, data_root=None,
+                  scales: Iterable[int] = (2, 3, 4), *, out: str | os.PathLike | OutputSet, data_root=None,
                   save_images: bool = False, progress: bool = True, limit: int | None = None, **opts) -> dict:
-    """Evaluate and write ``results.json``, ``table.md`` and ``psnr.png`` into ``out``."""
-    from ignn_lab.engine.evaluate import evaluate
+    """Evaluate and write ``results.json``, ``table.md``, ``psnr.png`` (and ``images/``) into ``out``, replaced
+    together: a run that fails leaves the previous run's files as they were."""
+    from ignn_lab.engine.evaluate import EVAL_OUTPUTS, evaluate
     from ignn_lab.viz.compare import summary_figure
 
-    res = evaluate(model, sets, scales, data_root=data_root, out=out, save_images=save_images, progress=progress,
-                   limit=limit, **opts)
-    save_figure(summary_figure(res), Path(out) / "psnr.png")
+    with output_set(out, (*EVAL_OUTPUTS, "psnr.png"), what="output folder (--out)") as outs:
+        res = evaluate(model, sets, scales, data_root=data_root, out=outs, save_images=save_images,
+                       progress=progress, limit=limit, **opts)
+        save_figure(summary_figure(res), outs.path("psnr.png"))
     return res
 
 
@@ -66,20 +66,10 @@ def reproduce(what: str = "bicubic", *, out: str | os.PathLike = "runs/reproduce
     return read_results(out)
 
 
-def _to_chw(img: np.ndarray):
-    import torch
-
-    t = torch.from_numpy(np.ascontiguousarray(img))
-    return t[None] if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
-
-
-def _from_chw(t) -> np.ndarray:
-    return t[0].numpy() if t.shape[0] == 1 else t.permute(1, 2, 0).numpy()
-
-
 def demo(out: str | os.PathLike = "runs/demo", *, scales: Iterable[int] = (2, 4), explore: bool = True,
          progress: bool = True) -> dict:
     """The main job on the embedded ``skimage`` set: bicubic ×2/×4 table, side-by-side crops, match figures."""
+    from ignn_lab.data.convert import to_chw, to_hwc
     from ignn_lab.data.datasets import list_images, load_image
     from ignn_lab.data.degrade import modcrop
     from ignn_lab.data.imresize import imresize
@@ -87,28 +77,30 @@ def demo(out: str | os.PathLike = "runs/demo", *, scales: Iterable[int] = (2, 4)
     from ignn_lab.metrics import psnr_ssim
     from ignn_lab.viz.compare import crop_comparison_figure
 
-    out = Path(out)
     scales = [int(s) for s in scales]
-    res = evaluate_task("bicubic", ["skimage"], scales, out=out / "bicubic", progress=progress)
-    crops = []
-    for rec in list_images("skimage"):
-        hr_full = _to_chw(load_image(rec))
-        for s in scales:
-            hr = modcrop(hr_full, s).contiguous()
-            sr = bicubic_predictor(s)(imresize(hr, 1.0 / s))
-            score = psnr_ssim(sr, hr, crop_border=s)
-            fig = crop_comparison_figure(_from_chw(hr), {f"bicubic ×{s}": _from_chw(sr)},
-                                         scores={f"bicubic ×{s}": score}, title=f"{rec.name} (HR)")
-            crops.append(str(save_figure(fig, out / "crops" / f"{rec.name}_x{s}.png")))
-    figures = []
-    if explore:
-        from ignn_lab.lab.explore import explore as explore_image
+    records = list_images("skimage")
+    with OutputSet(out, ("bicubic", "crops", "explore", "demo.json"), what="output folder (--out)") as outs:
+        res = evaluate_task("bicubic", ["skimage"], scales, out=outs.path("bicubic"), progress=progress)
+        crops = []
+        for rec in records:
+            hr_full = to_chw(load_image(rec))
+            for s in scales:
+                hr = modcrop(hr_full, s).contiguous()
+                sr = bicubic_predictor(s)(imresize(hr, 1.0 / s))
+                score = psnr_ssim(sr, hr, crop_border=s)
+                fig = crop_comparison_figure(to_hwc(hr), {f"bicubic ×{s}": to_hwc(sr)},
+                                             scores={f"bicubic ×{s}": score}, title=f"{rec.name} (HR)")
+                save_figure(fig, outs.path("crops") / f"{rec.name}_x{s}.png")
+                crops.append(str(outs.final("crops").resolve() / f"{rec.name}_x{s}.png"))
+        figures = []
+        if explore:
+            from ignn_lab.lab.explore import explore as explore_image
 
-        for rec in list_images("skimage"):
-            info = explore_image(f"skimage/{rec.name}", scale=2, out=out / "explore" / f"{rec.name}_x2.png")
-            figures.append(str(info.get("figure", out / "explore" / f"{rec.name}_x2.png")))
-    summary = {"out": str(out.resolve()), "table": str((out / "bicubic" / "table.md").resolve()),
-               "results": str((out / "bicubic" / "results.json").resolve()), "crops": crops,
-               "explore": figures}
-    atomic_write_bytes(out / "demo.json", json.dumps(summary, indent=1).encode())
+            for rec in records:
+                explore_image(f"skimage/{rec.name}", scale=2, out=outs.path("explore") / f"{rec.name}_x2.png")
+                figures.append(str(outs.final("explore").resolve() / f"{rec.name}_x2.png"))
+        final = outs.final("bicubic").resolve()
+        summary = {"out": str(outs.folder.resolve()), "table": str(final / "table.md"),
+                   "results": str(final / "results.json"), "crops": crops, "explore": figures}
+        atomic_write_bytes(outs.path("demo.json"), json_bytes(summary))
     return {"results": res, **summary}

@@ -6,12 +6,14 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from ignn_lab.data.io import IMAGE_SUFFIXES, read_image, write_image
+from ignn_lab.data.convert import to_chw, to_hwc
+from ignn_lab.data.io import IMAGE_SUFFIXES, probe_image, read_image, write_image
+from ignn_lab.data.outputs import OutputSet
+from ignn_lab.engine.options import PredictOptions
 
 __all__ = ["list_inputs", "upscale"]
 
@@ -47,50 +49,58 @@ def list_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     return items
 
 
-def _output_paths(files: list[Path], out: Path) -> list[Path]:
-    dst = [out / f"{f.stem}.png" for f in files]
-    seen: dict[Path, Path] = {}
-    for f, d in zip(files, dst):
-        if d in seen:
-            raise ValueError(f"{seen[d].name} and {f.name} would both be written to {d}; rename one of them")
-        if d.resolve() == f.resolve():
-            raise ValueError(f"{f} would be overwritten by its own result; choose another --out folder")
-        seen[d] = f
-    return dst
+def _output_names(files: list[Path]) -> list[str]:
+    names = [f"{f.stem}.png" for f in files]
+    seen: dict[str, Path] = {}
+    for f, n in zip(files, names, strict=True):
+        if n in seen:
+            raise ValueError(f"{seen[n].name} and {f.name} would both be written as {n}; rename one of them")
+        seen[n] = f
+    return names
 
 
 def upscale(inputs: str | os.PathLike | Sequence[str | os.PathLike], *, model: nn.Module | str | os.PathLike,
             scale: int, out: str | os.PathLike, tile: int | None = None, self_ensemble: bool = False,
             device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
-            progress: bool = True) -> list[Path]:
-    """Super-resolve every input image and write ``out/<name>.png`` (atomically).
+            progress: bool = True, options: PredictOptions | None = None) -> list[Path]:
+    """Super-resolve every input image and write ``out/<name>.png``.
+
+    Every input's header is checked first (format, bit depth, size), and the outputs are written as one set
+    (``ignn_lab.data.outputs``): a run that fails leaves ``out`` as it was.
 
     Args:
         inputs: an image, a folder of images, or a list of images (8-bit RGB or grey; grey stays grey).
-        model: a kit checkpoint, a released IGNN ``.pth``, a registry name (untrained: warns) or an ``nn.Module``.
+        model: a kit checkpoint, a released IGNN ``.pth``, a shipped checkpoint name, a registry name
+            (untrained: warns), an ``nn.Module``, ``bicubic`` or ``graphagg-star``.
         scale: 2, 3 or 4.
-        out: the output folder (created).
+        out: the output folder (created). It may not hold an input under an output's name.
         tile: LR tile side for tiled inference; None: chosen from the default memory budget.
         self_ensemble: ×8 flip/transpose ensemble.
         device: "cpu" or "cuda[:N]". dtype: "float32", or "bfloat16"/"float16" on CUDA.
         progress: a tqdm bar over the images.
+        options: a :class:`~ignn_lab.engine.options.PredictOptions` instead of ``tile`` … ``dtype`` (which must
+            then keep their defaults).
 
     Returns:
         The written PNG paths, in input order (each ``scale``× the input's size, uint8).
     """
-    from ignn_lab.engine.inference import model_predictor
+    from ignn_lab.engine.predictors import get_predictor
 
+    if options is None:
+        options = PredictOptions(device=device or "cpu", dtype=dtype or "float32", tile=tile,
+                                 self_ensemble=self_ensemble)
+    elif (tile, self_ensemble, device, dtype) != (None, False, "cpu", "float32"):
+        raise ValueError("give tile, self_ensemble, device and dtype either in options or as keywords, not both")
     files = list_inputs(inputs)
-    out = Path(out).expanduser()
-    dst = _output_paths(files, out)
-    pred = model_predictor(model, scale, device=device or "cpu", dtype=dtype or "float32",
-                           self_ensemble=self_ensemble, tile=tile, progress=progress)
-    written = []
-    for f, d in zip(tqdm(files, desc=f"upscale ×{scale}", disable=not progress or len(files) < 2), dst):
-        img = read_image(f)
-        t = torch.from_numpy(img)
-        t = t[None] if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
-        sr = pred(t)
-        arr = sr[0].numpy() if sr.shape[0] == 1 else sr.permute(1, 2, 0).contiguous().numpy()
-        written.append(write_image(d, np.ascontiguousarray(arr)))
-    return written
+    names = _output_names(files)
+    pred = get_predictor(model, scale, options, progress=progress)
+    for f in files:
+        info = probe_image(f)
+        if min(info.width, info.height) < pred.min_lr_side:
+            raise ValueError(f"{f}: {info.width}×{info.height} pixels is too small for {pred.name} at ×{scale}; it "
+                             f"takes images of at least {pred.min_lr_side}×{pred.min_lr_side}")
+    with OutputSet(out, names, inputs=files, what="output folder (--out)") as outs:
+        for f, n in zip(tqdm(files, desc=f"upscale ×{scale}", disable=not progress or len(files) < 2), names,
+                        strict=True):
+            write_image(outs.path(n), to_hwc(pred(to_chw(read_image(f)))))
+    return [outs.final(n) for n in names]

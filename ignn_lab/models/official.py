@@ -15,39 +15,65 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ignn_lab.models.checkpoint import read_checkpoint, state_dict_problems
 from ignn_lab.models.config import IGNNConfig
 from ignn_lab.models.ignn import IGNN
 
 _VGG_PREFIXES = ("vggnet.", "graph.embedcnn.")
 _OURS_VGG = "gcn.embed."
 
-__all__ = ["OfficialCheckpointError", "load_official", "map_official_state_dict"]
+__all__ = ["OfficialCheckpointError", "load_official", "map_official_state_dict", "released_size"]
 
 
 class OfficialCheckpointError(ValueError):
-    """A released checkpoint does not fit the requested network (lists every problem key in one message)."""
+    """A released checkpoint does not fit the requested network (one line: the counts and the first keys of every
+    kind of problem)."""
 
 
-def _read(path_or_dict: str | os.PathLike | dict) -> dict[str, Tensor]:
+_ACCEPTED = "expected a released IGNN checkpoint (sczhou/IGNN: {'net_state_dict': ...}) or its state dict"
+
+
+def _read(path_or_dict: str | os.PathLike | dict) -> tuple[dict[str, Tensor], str]:
+    """(the state dict, how messages name it)."""
     if isinstance(path_or_dict, (str, os.PathLike)):
-        p = Path(path_or_dict).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"no released IGNN checkpoint at {p}")
+        source = str(Path(path_or_dict).expanduser())
         try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle/zip errors: say what the file is not
-            raise OfficialCheckpointError(f"{p} could not be read as a torch checkpoint with "
-                                          f"weights_only=True ({type(exc).__name__}: {exc})") from exc
+            obj = read_checkpoint(source)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no released IGNN checkpoint at {source}") from None
+        except ValueError as exc:
+            raise OfficialCheckpointError(str(exc)) from None
     elif isinstance(path_or_dict, dict):
-        obj = path_or_dict
+        obj, source = path_or_dict, "the checkpoint dict"
     else:
         raise TypeError(f"load_official expects a path or a dict, got {type(path_or_dict).__name__}")
     if isinstance(obj, dict) and "net_state_dict" in obj:
         obj = obj["net_state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise OfficialCheckpointError("expected a released IGNN checkpoint ({'net_state_dict': {...}}) or a "
-                                      "state dict of tensors")
-    return obj
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise OfficialCheckpointError(f"{source} holds no state dict of tensors; {_ACCEPTED}")
+    return obj, source
+
+
+def released_size(state: dict[str, Tensor]) -> dict[str, int]:
+    """``scale``, ``n_feats`` and ``n_resblocks`` a released IGNN state dict was trained with, as far as its
+    tensors tell (keys with or without ``module.``): the width from the head, the depth from the residual
+    blocks, the scale from the upsampler (×3: one 9C conv; ×2: one 4C conv and an RGB tail; ×4: two 4C convs)."""
+    keys = {k.removeprefix("module."): v for k, v in state.items()}
+    out = {}
+    head = keys.get("head.0.weight")
+    if head is not None and head.ndim == 4:
+        out["n_feats"] = int(head.shape[0])
+    blocks = {tuple(k.split(".")[:2]) for k in keys if k.startswith(("body1.", "body2.")) and ".body." in k}
+    if blocks:
+        out["n_resblocks"] = len(blocks)
+    up, tail = keys.get("upsample.0.weight"), keys.get("tail.0.0.weight")
+    if up is not None and up.ndim == 4 and up.shape[1] > 0:
+        ratio = up.shape[0] // up.shape[1]
+        if ratio == 9:
+            out["scale"] = 3
+        elif ratio == 4 and tail is not None:
+            out["scale"] = 4 if tail.shape[0] == up.shape[0] else 2
+    return out
 
 
 def map_official_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
@@ -77,7 +103,7 @@ def map_official_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor]
 
 def load_official(path_or_dict: str | os.PathLike | dict, scale: int, n_feats: int = 256,
                   n_resblocks: int = 32, *, window: int | None = 30, window_centering: str = "released",
-                  window_mode: str = "sticky", **overrides: Any) -> IGNN:
+                  window_mode: str = "sticky", source: str | None = None, **overrides: Any) -> IGNN:
     """An IGNN carrying a released checkpoint's weights, with the release's window semantics by default.
 
     Args:
@@ -88,32 +114,33 @@ def load_official(path_or_dict: str | os.PathLike | dict, scale: int, n_feats: i
         window_centering: ``released`` (``⌊i/2⌋ - ⌊s/g⌋``, default) or ``corrected``.
         window_mode: ``sticky`` (the release's process-wide switch to global search, here per model, default)
             or ``per-call``.
+        source: how error messages name the checkpoint (default: its path, or "the checkpoint dict").
         **overrides: further :class:`IGNNConfig` / graph fields (e.g. ``knn_backend``, ``res_scale``).
 
     Returns:
         The model (float32, eval mode). Call ``model.double()`` for float64.
 
     Raises:
-        OfficialCheckpointError: listing every missing, unexpected and shape-mismatched key in one message.
+        OfficialCheckpointError: a file that is not a released checkpoint, a checkpoint of another scale, or one
+            whose tensors do not fit (one line: counts and the first keys of each kind).
     """
-    state = _read(path_or_dict)
+    state, read_from = _read(path_or_dict)
+    source = source or read_from
+    found = released_size(state).get("scale")
+    if found is not None and found != scale:
+        raise OfficialCheckpointError(f"{source} is a released IGNN ×{found} checkpoint (its upsampler says so), "
+                                      f"but scale={scale} was asked for; use it at ×{found}")
     cfg = IGNNConfig(scale=scale, n_feats=n_feats, n_resblocks=n_resblocks).replace(
         window=window, window_centering=window_centering, window_mode=window_mode, embedding="vgg-random",
         **overrides)
     model = IGNN(cfg, init_embedding=False)
-    mapped, problems = map_official_state_dict(state)
+    mapped, aliases = map_official_state_dict(state)
     own = model.state_dict()
-    missing = [k for k in own if k not in mapped]
-    unexpected = [k for k in mapped if k not in own]
-    mismatched = [f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(v.shape)}"
-                  for k, v in own.items() if k in mapped and mapped[k].shape != v.shape]
-    if missing or unexpected or mismatched or problems:
-        lines = [f"released checkpoint does not fit IGNN(scale={scale}, n_feats={n_feats}, "
-                 f"n_resblocks={n_resblocks}):"]
-        for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched),
-                             ("alias conflict", problems)):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items))
-        raise OfficialCheckpointError("\n".join(lines))
+    problems = state_dict_problems(own, mapped)
+    if aliases:
+        problems = "; ".join(p for p in (problems, f"alias conflict ({len(aliases)}): " + ", ".join(aliases)) if p)
+    if problems:
+        raise OfficialCheckpointError(f"{source} does not fit IGNN(scale={scale}, n_feats={n_feats}, "
+                                      f"n_resblocks={n_resblocks}): {problems}; {_ACCEPTED} of that size")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in mapped.items()}, strict=True)
     return model.eval()

@@ -99,9 +99,41 @@ def test_make_son_shape_and_range():
 
 @pytest.mark.parametrize("name", ["x2", "x3", "x4"])
 def test_make_son_reproduces_fixture_son(ref_root, name):
-    from tests.conftest import load_fixture
+    from tests.support import load_fixture
 
     fx = load_fixture(ref_root, name)
     son = make_son(fx["lr"] / 255, fx["graph_scale"]) * 255
     assert son.shape == fx["son"].shape
     assert (son - fx["son"]).abs().max() < 1e-9
+
+
+# ---------------------------------------------------------------- a named set is the published set (issue 16, fault 3)
+
+def test_check_reports_an_extra_image(data_root, tmp_path):
+    from tests.support import copy_set
+
+    root = copy_set(data_root, tmp_path / "root")
+    shutil.copy(data_root / "Set14" / "zebra.png", root / "Set5" / "zebra.png")
+    (root / "Set5" / "notes.txt").write_text("not an image: not scored, not extra")
+    rep = check_data_root(root, ["Set5"])
+    assert rep.ok == 5 and rep.extra == ["Set5/zebra.png"] and not rep.passed
+    assert rep.problems() == "1 extra (Set5/zebra.png)"
+
+
+def test_verify_named_set(data_root, tmp_path):
+    from ignn_lab.data.datasets import DataMismatchError, verify_named_set
+    from tests.support import copy_set
+
+    root = copy_set(data_root, tmp_path / "root")
+    records = list_images("Set5", root)
+    assert verify_named_set("set5", root, records)
+    with open(records[4].path, "ab") as f:
+        f.write(b"\0")  # altered (its size now differs too): found even when only the first image is hashed
+    with pytest.raises(DataMismatchError, match=r"Set5 in .* does not match its MANIFEST.tsv: 1 altered "
+                                                r"\(Set5/woman.png\)"):
+        verify_named_set("Set5", root, records[:1])
+    (root / "MANIFEST.tsv").unlink()
+    assert verify_named_set("Set5", root, records) is False  # nothing to verify against: unverified, not refused
+    assert verify_named_set("skimage") is False
+    with pytest.raises(ValueError, match="lists no set 'Nope'"):
+        check_data_root(data_root, ["Nope"])

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ignn_lab.data.degrade import make_son
 from ignn_lab.engine.inference import ModelPredictor, model_predictor, self_ensemble
 from ignn_lab.engine.tiling import receptive_radius, tile_rules, tile_spans
+from ignn_lab.models.checkpoint import CheckpointError
 
 
 def _image(h: int, w: int, c: int = 3, seed: int = 0) -> torch.Tensor:
@@ -291,7 +292,8 @@ def test_bad_inputs_and_options():
         model_predictor("no-such-model", 2)
     with pytest.raises(ValueError, match="memory_budget_gb"):
         model_predictor(ToyLocal(2), 2, memory_budget_gb=-1)
-    with pytest.raises(ValueError, match="only apply"):
+    with pytest.raises(ValueError, match="window: these switches apply to registry names and checkpoints, not to "
+                                         "an already built"):
         model_predictor(ToyLocal(2), 2, window=8)
     with pytest.raises(ValueError, match="'exact' is impossible"):
         model_predictor(_tiny("ignn-lite", 2, n_resblocks=1, n_feats=8, window=None), 2, overlap="exact")
@@ -393,8 +395,17 @@ def test_kit_checkpoint_path(tmp_path):
     path = save(model, tmp_path / "m.pt")
     lr = _image(30, 34)
     assert torch.equal(model_predictor(path, 2, progress=False)(lr), model_predictor(model, 2, progress=False)(lr))
-    with pytest.raises(ValueError, match="cannot be applied"):
-        model_predictor(path, 2, window=3)
+    # a test-time switch applies to a trained checkpoint as to a registry name: same weights, window changed
+    narrow = model_predictor(path, 2, window=3, progress=False)
+    ref = _tiny("ignn-lite", 2, n_resblocks=2, n_feats=16, window=3)
+    ref.load_state_dict(model.state_dict())
+    assert narrow.model.config.graph.window == 3
+    assert torch.equal(narrow(lr), model_predictor(ref, 2, progress=False)(lr))
+    with pytest.raises(CheckpointError, match=f"{path}: its weights do not fit its config with \\['n_feats'\\] "
+                                              "changed: shape mismatch"):
+        model_predictor(path, 2, n_feats=8)
+    with pytest.raises(ValueError, match="unknown IGNN option"):
+        model_predictor(path, 2, windw=3)
     with pytest.raises(ValueError, match="×2 network"):
         model_predictor(path, 4)
 
@@ -403,7 +414,7 @@ def test_kit_checkpoint_path(tmp_path):
 def test_released_checkpoint_path_float64(name, ref_root, tmp_path):
     """A released-layout checkpoint file is detected, sized from its tensors and run in float64 through the
     engine (son computed by the engine): it reproduces the official output (FIXTURES.md)."""
-    from tests.conftest import load_fixture
+    from tests.support import load_fixture
 
     fx = load_fixture(ref_root, name)
     path = tmp_path / "release.pth"

@@ -90,3 +90,27 @@ def test_grey_and_bad_arguments(tmp_path):
         explore("skimage/no_such_image", out=tmp_path / "x.png")
     with pytest.raises(ValueError, match="SET/NAME"):
         explore("nonexistent_file.png", out=tmp_path / "x.png")
+
+
+def test_out_never_overwrites_the_input_image(tmp_path):
+    """Fault 6: ``explore IMAGE --out IMAGE`` is refused; the image is untouched."""
+    from ignn_lab.data.io import OutputError
+    from tests.support import snapshot, write_png
+
+    img = write_png(tmp_path / "img.png", 64, 64)
+    before = snapshot(tmp_path)
+    with pytest.raises(OutputError, match=f"writing {img} would overwrite the input {img}"):
+        explore(img, out=img)
+    assert snapshot(tmp_path) == before
+    info = explore(img, out=tmp_path / "img_matches.png")
+    assert info["figure"] == str(tmp_path / "img_matches.png") and snapshot(tmp_path)["img.png"] == before["img.png"]
+
+
+def test_an_image_too_small_is_named(tmp_path):
+    """Fault 11: the message names the image and the smallest size that works."""
+    from tests.support import write_png
+
+    img = write_png(tmp_path / "tiny.png", 11, 30)
+    with pytest.raises(ValueError, match=f"{img}: 30×11 pixels is too small to explore at ×2 .*at least 12×12"):
+        explore(img, out=tmp_path / "fig.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.png"]

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ignn_lab.data.io import read_image, write_image
+from ignn_lab.data.io import OutputError, read_image, write_image
 from ignn_lab.engine.inference import model_predictor
 from ignn_lab.lab.upscale import list_inputs, upscale
+from tests.support import snapshot
 
 
 def _model():
@@ -60,5 +61,26 @@ def test_input_errors(tmp_path, folder):
     write_image(folder / "rgb.jpg", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="both be written"):
         upscale(folder, model=_model(), scale=2, out=tmp_path / "o2", progress=False)
-    with pytest.raises(ValueError, match="overwritten"):
+    before = snapshot(folder)
+    with pytest.raises(OutputError, match="would overwrite the input"):
         upscale(folder / "rgb.png", model=_model(), scale=2, out=folder, progress=False)
+    assert snapshot(folder) == before
+
+
+def test_every_input_is_checked_before_the_first_is_written(folder, tmp_path):
+    """Faults 7 and 11: a bad or too small image anywhere in the inputs stops the run before any output."""
+    write_image(folder / "zz_tiny.png", np.zeros((2, 3), np.uint8))
+    with pytest.raises(ValueError, match="zz_tiny.png: 3×2 pixels is too small for graphagg-star at ×2; it takes "
+                                         "images of at least 6×6"):
+        upscale(folder, model="graphagg-star", scale=2, out=tmp_path / "o", progress=False)
+    (folder / "zz_tiny.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ValueError, match="zz_tiny.png: cannot decode the file"):
+        upscale(folder, model=_model(), scale=2, out=tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bicubic_through_the_same_resolver(folder, tmp_path):
+    from ignn_lab.data.imresize import imresize_np
+
+    (p,) = upscale(folder / "grey.png", model="bicubic", scale=3, out=tmp_path / "o", progress=False)
+    assert np.array_equal(read_image(p), imresize_np(read_image(folder / "grey.png"), 3.0))

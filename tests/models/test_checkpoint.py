@@ -35,20 +35,48 @@ def test_provenance_must_be_plain(tmp_path):
         save(torch.nn.Conv2d(1, 1, 1), tmp_path / "m.pt")
 
 
-def test_not_a_kit_checkpoint(tmp_path):
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"\x00" * 10)
-    with pytest.raises(CheckpointError, match="not an ignn-lab checkpoint"):
-        load(junk)
-    released = tmp_path / "released.pth"
-    torch.save({"net_state_dict": {"module.head.0.weight": torch.zeros(1)}}, released)
-    with pytest.raises(CheckpointError, match="load_official"):
-        load(released)
-    plain = tmp_path / "plain.pt"
-    torch.save({"a": torch.zeros(1)}, plain)
-    with pytest.raises(CheckpointError, match="no format"):
-        load(plain)
-    with pytest.raises(FileNotFoundError):
+class _Code:  # a pickled class: a checkpoint that holds code, not data
+    pass
+
+
+def _bad_files(tmp_path):
+    """name → (how the file is made, what the message must say)."""
+    from tests.support import tiny_model
+
+    made = {}
+    (tmp_path / "zero.pt").write_bytes(b"")
+    made["zero.pt"] = "is empty (0 bytes)"
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 8)
+    made["random.pt"] = "is not a torch checkpoint"
+    (tmp_path / "zeros.pt").write_bytes(b"\x00" * 10)
+    made["zeros.pt"] = "is not a torch checkpoint"
+    good = save(tiny_model("edsr-lite"), tmp_path / "good.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(good[: len(good) // 2])
+    made["truncated.pt"] = "is a damaged torch checkpoint"
+    torch.save({"a": _Code()}, tmp_path / "code.pt")
+    made["code.pt"] = "holds pickled Python objects or code"
+    obj = torch.load(tmp_path / "good.pt", weights_only=True)
+    del obj["config"]
+    torch.save(obj, tmp_path / "noconfig.pt")
+    made["noconfig.pt"] = "has no model config (key 'config')"
+    torch.save({"a": torch.zeros(1)}, tmp_path / "plain.pt")
+    made["plain.pt"] = "is not an ignn-lab model checkpoint (it holds a dict without the format marker"
+    torch.save({"net_state_dict": {"module.head.0.weight": torch.zeros(1)}}, tmp_path / "released.pth")
+    made["released.pth"] = "is a released IGNN checkpoint, not an ignn-lab one: load it with "
+    return made
+
+
+def test_files_that_are_not_kit_checkpoints(tmp_path):
+    """Fault 11: each message names the file and says what is accepted, in the kit's words (not torch's)."""
+    for name, says in _bad_files(tmp_path).items():
+        with pytest.raises(CheckpointError) as err:
+            load(tmp_path / name)
+        msg = str(err.value)
+        assert msg.startswith(str(tmp_path / name)) and says in msg, msg
+        assert "\n" not in msg and "weights_only` argument" not in msg and "pytorch.org" not in msg
+        if name not in ("code.pt", "released.pth"):
+            assert "expected a checkpoint written by ignn_lab.models.save or ignn-lab train" in msg
+    with pytest.raises(FileNotFoundError, match="no checkpoint file at"):
         load(tmp_path / "absent.pt")
 
 

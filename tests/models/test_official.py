@@ -5,7 +5,7 @@ import torch
 
 from ignn_lab.models import load_official
 from ignn_lab.models.official import OfficialCheckpointError, map_official_state_dict
-from tests.conftest import load_fixture
+from tests.support import load_fixture
 
 FIXTURES = ["x2", "x3", "x4", "x3_windowed"]
 
@@ -97,16 +97,32 @@ def test_errors_list_every_problem(ref_root):
         assert piece in msg, piece
 
 
-def test_wrong_scale_is_reported(ref_root):
+def test_wrong_scale_is_reported(ref_root, tmp_path):
+    """Fault 11: a ×4 checkpoint asked for at ×2 says so, naming the file."""
     fx = load_fixture(ref_root, "x4")
-    with pytest.raises(OfficialCheckpointError, match="unexpected .*tail.1.0"):
-        load_official(fx["checkpoint"], 2, n_feats=16, n_resblocks=4)
+    path = tmp_path / "IGNN_x4.pth"
+    torch.save(fx["checkpoint"], path)
+    with pytest.raises(OfficialCheckpointError, match=f"{path} is a released IGNN ×4 checkpoint .*scale=2 was "
+                                                      "asked for"):
+        load_official(path, 2, n_feats=16, n_resblocks=4)
+
+
+def test_a_checkpoint_of_another_size_is_one_line_naming_the_file(ref_root, tmp_path):
+    fx = load_fixture(ref_root, "x2")
+    path = tmp_path / "IGNN_x2.pth"
+    torch.save(fx["checkpoint"], path)
+    with pytest.raises(OfficialCheckpointError) as err:
+        load_official(path, 2, n_feats=16, n_resblocks=6)
+    msg = str(err.value)
+    assert msg.startswith(f"{path} does not fit IGNN(scale=2, n_feats=16, n_resblocks=6): missing (")
+    assert "\n" not in msg
+    assert "expected a released IGNN checkpoint" in msg
 
 
 def test_not_a_checkpoint(tmp_path):
     p = tmp_path / "junk.pth"
     p.write_bytes(b"not a zip file")
-    with pytest.raises(OfficialCheckpointError, match="weights_only"):
+    with pytest.raises(OfficialCheckpointError, match=f"{p} is not a torch checkpoint"):
         load_official(p, 2)
     with pytest.raises(FileNotFoundError):
         load_official(tmp_path / "absent.pth", 2)
