@@ -51,7 +51,7 @@ class _Handler:
     def announce(self) -> None:
         if not self.announced:
             self.announced = True
-            print(f"\n{self.prog}: interrupted", file=sys.stderr, flush=True)
+            print(f"{self.prog}: interrupted", file=sys.stderr, flush=True)
 
     def hard_exit(self) -> None:
         self.announce()

@@ -538,14 +538,21 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = next((x for x in args if not x.startswith("-")), "")
+    # Parsing runs under the interrupt handler too: option types import the kit (and torch), and a Ctrl-C
+    # inside torch's import aborts the process otherwise.
+    return run_interruptible(lambda: _run(parser.parse_args(args)), f"ignn-lab {command}".rstrip())
+
+
+def _run(a) -> int:
+    """Run the parsed command: the kit's errors as one line and exit code 2."""
     import warnings
 
     from PIL import Image
 
     from ignn_lab.lab.notebooks import NotebookError
-
-    parser = build_parser()
-    a = parser.parse_args(argv)
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"ignn-lab {a.command}: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
@@ -556,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = show
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         try:
-            return run_interruptible(lambda: int(a.func(a) or 0), f"ignn-lab {a.command}")
+            return int(a.func(a) or 0)
         except (ValueError, TypeError, OSError, ImportError, KeyError, NotebookError, FloatingPointError) as exc:
             print(f"ignn-lab {a.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 2

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ignn_lab.data.convert import to_chw
 from ignn_lab.data.datasets import ImageRecord, list_images, load_image
 from ignn_lab.data.degrade import LRCache, modcrop
 
@@ -152,7 +153,7 @@ class PatchSampler:
 
 @dataclass
 class ValImage:
-    """A validation image: HR (mod-cropped) and LR as uint8 3×H×W tensors."""
+    """A validation image: HR (mod-cropped) and LR as uint8 C×H×W tensors (C = 1 for grey)."""
 
     name: str
     path: Path
@@ -170,6 +171,5 @@ def load_validation_images(val_set: str, count: int, scale: int, *, data_root=No
     for rec in held_out(resolve_set(val_set, data_root), count):
         hr = load_image(rec)
         lr = cache.get(rec.path, scale, hr)
-        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(_rgb(a))).permute(2, 0, 1).contiguous()  # noqa: E731
-        out.append(ValImage(f"{rec.set}/{rec.name}", rec.path, to_t(modcrop(hr, scale)), to_t(lr)))
+        out.append(ValImage(f"{rec.set}/{rec.name}", rec.path, to_chw(modcrop(hr, scale)), to_chw(lr)))
     return out

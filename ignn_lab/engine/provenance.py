@@ -9,7 +9,7 @@ from pathlib import Path
 
 import ignn_lab
 
-__all__ = ["git_commit", "environment"]
+__all__ = ["cpu_name", "environment", "git_commit", "machine_info"]
 
 
 def git_commit() -> str | None:
@@ -28,11 +28,26 @@ def git_commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def environment() -> dict:
-    """Versions and machine: ignn_lab, torch, numpy, python, platform, CPU count, torch threads."""
-    import numpy as np
+def cpu_name() -> str:
+    """The CPU model from ``/proc/cpuinfo``, else what ``platform`` knows."""
+    fallback = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), fallback)
+    except OSError:
+        return fallback
+
+
+def machine_info() -> dict:
+    """CPU, core count, torch threads and versions: the ``machine`` record of a benchmark JSON."""
     import torch
 
-    return {"ignn_lab": ignn_lab.__version__, "torch": str(torch.__version__), "numpy": np.__version__,
-            "python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads()}
+    return {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": str(torch.__version__), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def environment() -> dict:
+    """:func:`machine_info` with the kit's and numpy's versions: what a result's provenance records."""
+    import numpy as np
+
+    return {"ignn_lab": ignn_lab.__version__, "numpy": np.__version__, **machine_info()}

@@ -38,11 +38,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ignn_lab.data.convert import on_rgb
 from ignn_lab.data.io import atomic_write_bytes
 from ignn_lab.data.training import (PatchSampler, ValImage, held_out, load_training_images,
                                     load_validation_images, resolve_set)
 from ignn_lab.engine import distributed
-from ignn_lab.engine.evaluate import to_uint8
 from ignn_lab.engine.provenance import environment, git_commit
 from ignn_lab.engine.schedule import learning_rate
 from ignn_lab.engine.train_config import TrainConfig, load_config
@@ -195,8 +195,7 @@ def validate(model: nn.Module, images: list[ValImage], scale: int, device: torch
     psnrs, ssims = [], []
     with torch.inference_mode():
         for im in images:
-            x = im.lr.to(device=device, dtype=torch.float32)[None] / 255.0
-            sr = to_uint8(model(x)[0]).cpu()
+            sr = on_rgb(model, im.lr, device=device)
             p, s = psnr_ssim(sr, im.hr, crop_border=scale)
             psnrs.append(p)
             ssims.append(s)

@@ -1,29 +1,11 @@
-"""What the benchmarks record about the machine and the process (shared by ``bench_knn`` and ``bench_models``)."""
+"""What the benchmarks record about the machine and the process (the machine record lives in
+``ignn_lab.engine.provenance``, which results use too)."""
 
 from __future__ import annotations
 
-import os
-import platform
+from ignn_lab.engine.provenance import cpu_name, machine_info
 
 __all__ = ["cpu_name", "machine_info", "proc_status_mb"]
-
-
-def cpu_name() -> str:
-    """The CPU model from ``/proc/cpuinfo``, else what ``platform`` knows."""
-    fallback = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), fallback)
-    except OSError:
-        return fallback
-
-
-def machine_info() -> dict:
-    """CPU, core count, torch threads and versions: the ``machine`` record of a benchmark JSON."""
-    import torch
-
-    return {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
 
 
 def proc_status_mb(field: str) -> float:

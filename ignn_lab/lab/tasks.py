@@ -10,7 +10,7 @@ from ignn_lab.data.io import atomic_write_bytes, json_bytes
 from ignn_lab.data.outputs import OutputSet, output_set
 from ignn_lab.viz import save_figure
 
-__all__ = ["evaluate_task", "reproduce", "demo", "save_figure", "train_task"]
+__all__ = ["demo", "demo_models", "evaluate_task", "reproduce", "save_figure", "ship_checkpoint", "train_task"]
 
 
 def evaluate_task(model: str = "bicubic", sets: Iterable[str] = ("Set5", "Set14", "B100", "Urban100"),
@@ -66,30 +66,81 @@ def reproduce(what: str = "bicubic", *, out: str | os.PathLike = "runs/reproduce
     return read_results(out)
 
 
+def ship_checkpoint(run: str | os.PathLike, name: str, *, dest: str | os.PathLike | None = None,
+                    max_mb: float = 20.0) -> Path:
+    """Copy a run's ``best.pt`` into the shipped checkpoints as ``NAME.pt``: weights, config and provenance only
+    (the training command, its validation PSNR, commit, versions), checked to load and to stay under ``max_mb``.
+
+    Args:
+        run: a run folder of ``ignn-lab train`` (its ``best.pt`` is shipped).
+        name: the shipped name (``ignn-lite-x2``); it resolves in evaluate, upscale, explore and ``models``.
+        dest: the folder (default: ``ignn_lab/weights``).
+    """
+    from ignn_lab.models import load, save
+    from ignn_lab.models.pretrained import weights_dir
+
+    src = Path(run) / "best.pt"
+    model = load(src)
+    prov = {**model.provenance, "shipped_as": name, "shipped_from": str(Path(run).resolve())}
+    path = save(model, Path(dest or weights_dir()) / f"{name}.pt", provenance=prov)
+    size = path.stat().st_size / 2**20
+    if size > max_mb:
+        path.unlink()
+        raise ValueError(f"{src} makes a {size:.1f} MB checkpoint; shipped checkpoints stay under {max_mb} MB")
+    load(path)
+    return path
+
+
+def demo_models(scale: int) -> list[str]:
+    """The models the demo shows at ``scale``: bicubic, then the shipped checkpoints of that scale (EDSR first)."""
+    from ignn_lab.models.checkpoint import read_checkpoint
+    from ignn_lab.models.pretrained import list_pretrained
+
+    shipped = [name for name, path in list_pretrained().items()
+               if read_checkpoint(path).get("config", {}).get("scale") == scale]
+    return ["bicubic", *sorted(shipped, key=lambda n: (not n.startswith("edsr"), n))]
+
+
 def demo(out: str | os.PathLike = "runs/demo", *, scales: Iterable[int] = (2, 4), explore: bool = True,
          progress: bool = True) -> dict:
-    """The main job on the embedded ``skimage`` set: bicubic ×2/×4 table, side-by-side crops, match figures."""
-    from ignn_lab.data.convert import to_chw, to_hwc
+    """The main job on the embedded ``skimage`` set: super-resolution with the shipped checkpoints beside bicubic.
+
+    For each scale, bicubic and every shipped checkpoint of that scale (``ignn-lite-x2``, ``edsr-lite-x2`` …)
+    upscale the embedded images with the evaluation protocol: one table (PSNR-Y / SSIM-Y per model and scale),
+    side-by-side crops HR | bicubic | networks with each one's PSNR, and the cross-scale match figure of the
+    most recurrent patch of each image.
+    """
+    from ignn_lab.data.convert import to_chw
     from ignn_lab.data.datasets import list_images, load_image
     from ignn_lab.data.degrade import modcrop
-    from ignn_lab.data.imresize import imresize
-    from ignn_lab.engine.evaluate import bicubic_predictor
+    from ignn_lab.data.io import read_image
+    from ignn_lab.engine.evaluate import format_table
     from ignn_lab.metrics import psnr_ssim
     from ignn_lab.viz.compare import crop_comparison_figure
 
     scales = [int(s) for s in scales]
     records = list_images("skimage")
-    with OutputSet(out, ("bicubic", "crops", "explore", "demo.json"), what="output folder (--out)") as outs:
-        res = evaluate_task("bicubic", ["skimage"], scales, out=outs.path("bicubic"), progress=progress)
+    plan = [(s, m) for s in scales for m in demo_models(s)]
+    with OutputSet(out, ("sr", "crops", "explore", "table.md", "demo.json"), what="output folder (--out)") as outs:
+        summary_rows, results = [], {}
+        for s, m in plan:
+            run = outs.path("sr") / f"{m}_x{s}"
+            res = evaluate_task(m, ["skimage"], [s], out=run, save_images=True, progress=progress)
+            results[f"{m} x{s}"] = res
+            summary_rows += res["summary"]
+        atomic_write_bytes(outs.path("table.md"), format_table(summary_rows).encode())
         crops = []
         for rec in records:
-            hr_full = to_chw(load_image(rec))
+            hr_full = load_image(rec)
             for s in scales:
-                hr = modcrop(hr_full, s).contiguous()
-                sr = bicubic_predictor(s)(imresize(hr, 1.0 / s))
-                score = psnr_ssim(sr, hr, crop_border=s)
-                fig = crop_comparison_figure(to_hwc(hr), {f"bicubic ×{s}": to_hwc(sr)},
-                                             scores={f"bicubic ×{s}": score}, title=f"{rec.name} (HR)")
+                hr = modcrop(hr_full, s)
+                panels, scores = {}, {}
+                for m in (m for sc, m in plan if sc == s):
+                    sr = read_image(outs.path("sr") / f"{m}_x{s}" / "images" / "skimage" / f"x{s}" / f"{rec.name}.png")
+                    label = f"{m} ×{s}"
+                    panels[label] = sr
+                    scores[label] = psnr_ssim(to_chw(sr), to_chw(hr), crop_border=s)
+                fig = crop_comparison_figure(hr, panels, scores=scores, title=f"{rec.name} (HR)")
                 save_figure(fig, outs.path("crops") / f"{rec.name}_x{s}.png")
                 crops.append(str(outs.final("crops").resolve() / f"{rec.name}_x{s}.png"))
         figures = []
@@ -99,8 +150,9 @@ def demo(out: str | os.PathLike = "runs/demo", *, scales: Iterable[int] = (2, 4)
             for rec in records:
                 explore_image(f"skimage/{rec.name}", scale=2, out=outs.path("explore") / f"{rec.name}_x2.png")
                 figures.append(str(outs.final("explore").resolve() / f"{rec.name}_x2.png"))
-        final = outs.final("bicubic").resolve()
-        summary = {"out": str(outs.folder.resolve()), "table": str(final / "table.md"),
-                   "results": str(final / "results.json"), "crops": crops, "explore": figures}
+        summary = {"out": str(outs.folder.resolve()), "table": str(outs.final("table.md").resolve()),
+                   "models": [f"{m} ×{s}" for s, m in plan], "crops": crops, "explore": figures,
+                   "results_json": {k: str(outs.final("sr").resolve() / k.replace(" ", "_") / "results.json")
+                                    for k in results}}
         atomic_write_bytes(outs.path("demo.json"), json_bytes(summary))
-    return {"results": res, **summary}
+    return {"results": results, **summary}

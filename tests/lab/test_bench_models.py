@@ -20,10 +20,12 @@ def test_quick_run_writes_json_and_chart(tmp_path):
 
     net = build("edsr-lite", 2)
     assert e["params"] == sum(p.numel() for p in net.parameters())
-    # FLOPs: EDSR's convolutions counted by hand (2·MACs): head 3→C, 2R+1 body convs C→C, upsampler C→4C at LR,
-    # tail C→3 at HR; the MeanShift 1×1 convs 3→3 at LR and HR
+    # FLOPs: EDSR's convolutions counted by hand (2·MACs): head 3→C, 2R+1 body convs C→C, upsampler C→4·Ch at LR
+    # (Ch = hr_feats, C by default), tail Ch→3 at HR; the MeanShift 1×1 convs 3→3 at LR and HR
     c, r, h = net.config.n_feats, net.config.n_resblocks, 48
-    macs = h * h * 9 * (3 * c + (2 * r + 1) * c * c + c * 4 * c) + (2 * h) ** 2 * 9 * c * 3 + 9 * (h * h + 4 * h * h)
+    ch = net.config.hr_feats or c
+    macs = (h * h * 9 * (3 * c + (2 * r + 1) * c * c + c * 4 * ch) + (2 * h) ** 2 * 9 * ch * 3
+            + 9 * (h * h + 4 * h * h))
     assert e["flops"] == 2 * macs
     assert g["flops"] > e["flops"] and "gcn" in g["flops_by_module"]
     # time split and memory are recorded
