@@ -31,7 +31,7 @@ WINDOW_MODES = ("per-call", "sticky")
 AGGREGATIONS = ("graph", "nonlocal")
 #: The body shared by ``edsr-lite`` and ``ignn-lite`` (so the two compare on the same body), sized for CPU
 #: training; docs/models.md says how it was chosen.
-LITE_BODY = {"n_feats": 32, "n_resblocks": 16, "res_scale": 1.0, "hr_feats": 16}
+LITE_BODY = {"n_feats": 32, "n_resblocks": 20, "res_scale": 1.0, "hr_feats": 16}
 
 __all__ = ["EDSRConfig", "GraphConfig", "IGNNConfig", "LITE_BODY", "ModelConfig", "graph_scale_for",
            "model_config_from_dict"]

@@ -15,8 +15,8 @@ from torch import Tensor
 from ignn_lab.data.degrade import make_son
 from ignn_lab.graph.patches import grid_size
 from ignn_lab.models.aggregation import GraphAggregation
-from ignn_lab.models.blocks import (ResBlock, cat_channels_last, check_input, conv, conv_block, mean_shift,
-                                    pixel_shuffle_cat, upsampler_layers)
+from ignn_lab.models.blocks import (ResBlock, cat_channels_last, check_input, conv, conv_block, conv_of_cat,
+                                    mean_shift, pixel_shuffle_cat, upsampler_layers)
 from ignn_lab.models.config import LITE_BODY, IGNNConfig
 from ignn_lab.models.nonlocal_block import NonLocalBlock
 from ignn_lab.models.registry import register_model
@@ -134,7 +134,7 @@ class IGNN(nn.Module):
             # conv, then the pixel shuffle written straight into the fusion's input (one copy fewer)
             u = self.fuse_up(pixel_shuffle_cat(self.upsample[0](x2), x_hr, self.upsample[1].upscale_factor))
         else:
-            u = self.fuse_up(cat_channels_last([self.upsample(x2), x_hr]))
+            u = self.fuse_up[1](conv_of_cat(self.fuse_up[0], [self.upsample(x2), x_hr]))
         return (self.add_mean(self.tail(u)) / rgb).contiguous()
 
 
