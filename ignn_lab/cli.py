@@ -297,8 +297,12 @@ def cmd_models(a) -> int:
 def cmd_train(a) -> int:
     from ignn_lab.lab.tasks import train_task
 
+    from ignn_lab.engine.distributed import dist_info
+
     res = train_task(a.config, a.out, overrides=a.set, resume=a.resume, device=a.device,
                      max_minutes=a.max_minutes, progress=not a.quiet)
+    if not dist_info().is_main:  # under torchrun, rank 0 reports
+        return 0 if res.status != "interrupted" else 130
     best = f"{res.best_psnr:.3f} dB" if res.best_psnr is not None else "–"
     print(f"{res.status} at step {res.step}/{res.steps} ({res.seconds / 60:.1f} min in total); best validation "
           f"PSNR-Y {best}; run folder {res.out}")

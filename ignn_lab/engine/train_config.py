@@ -215,13 +215,13 @@ def list_configs() -> dict[str, str]:
 
 def _read_chain(source: str | os.PathLike, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     p = Path(source).expanduser()
-    if not p.suffix and not p.exists():
-        p = config_dir() / f"{source}.json"
-        if not p.is_file():
-            raise FileNotFoundError(f"no train config {str(source)!r}: not a file and not a shipped config; "
-                                    f"shipped: {', '.join(list_configs())}")
     if not p.is_file():
-        raise FileNotFoundError(f"train config file {p} does not exist")
+        shipped = config_dir() / f"{source}.json"
+        if not shipped.is_file():
+            what = "is not a file" if p.suffix or os.sep in str(source) else "is not a file and not a shipped config"
+            raise FileNotFoundError(f"train config {str(source)!r} {what}; shipped configs: "
+                                    f"{', '.join(list_configs())}")
+        p = shipped
     p = p.resolve()
     if p in seen:
         raise ValueError(f"train config {p}: 'base' chain loops back to itself")

@@ -1,7 +1,7 @@
 """The lite body sweep: train each candidate body for the same CPU budget and compare validation PSNR.
 
 How the lite body was chosen (``docs/models.md``): every candidate (blocks × width × res_scale, amp) of
-``edsr-lite`` is timed for a few training steps on ``threads`` threads, given as many steps as fit in
+``edsr-lite`` is timed for a few training steps on ``threads`` threads (CPU time), given as many steps as fit in
 ``minutes`` at that speed, trained with the ``lite-x2`` recipe (cosine over those steps), and scored on the
 held-out validation images. Runs go in parallel, ``jobs`` at a time, each with its own threads.
 
@@ -31,31 +31,37 @@ class Body:
     width: int
     res_scale: float
     amp: str = "bf16"
+    hr_feats: int | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.blocks}x{self.width}x{self.res_scale:g}-{self.amp}"
+        hr = f"h{self.hr_feats}" if self.hr_feats else ""
+        return f"{self.blocks}x{self.width}x{self.res_scale:g}{hr}-{self.amp}"
 
     def overrides(self) -> dict:
-        return {"n_resblocks": self.blocks, "n_feats": self.width, "res_scale": self.res_scale}
+        return {"n_resblocks": self.blocks, "n_feats": self.width, "res_scale": self.res_scale,
+                "hr_feats": self.hr_feats}
 
 
 def parse_bodies(text: str) -> list[Body]:
-    """``"12x32x1,44x16x0.1:none"`` → bodies (blocks × width × res_scale, ``:amp`` optional, default bf16)."""
+    """``"12x32x1,20x32x1h16,44x16x0.1:none"`` → bodies: blocks × width × res_scale, ``hN`` a width-N output
+    path (``hr_feats``), ``:amp`` (default bf16)."""
     out = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         spec, _, amp = item.partition(":")
         try:
-            b, w, rs = spec.lower().split("x")
-            out.append(Body(int(b), int(w), float(rs), amp or "bf16"))
+            b, w, rest = spec.lower().split("x")
+            rs, _, hr = rest.partition("h")
+            out.append(Body(int(b), int(w), float(rs), amp or "bf16", int(hr) if hr else None))
         except ValueError:
-            raise ValueError(f"a body is BLOCKSxWIDTHxRES_SCALE[:amp], e.g. 12x32x1 or 44x16x0.1:none; got "
-                             f"{item!r}") from None
+            raise ValueError(f"a body is BLOCKSxWIDTHxRES_SCALE[hHR][:amp], e.g. 12x32x1, 20x32x1h16 or "
+                             f"44x16x0.1:none; got {item!r}") from None
     return out
 
 
 def step_seconds(body: Body, *, model: str = "edsr-lite", threads: int = 1, repeats: int = 3) -> float:
-    """Median seconds of one ``lite-x2`` training step (16 × 48², forward, L1, backward, Adam) of ``body``."""
+    """Median CPU seconds of one ``lite-x2`` training step (16 × 48², forward, L1, backward, Adam) of ``body``
+    (CPU time, not wall time: on one thread it is the work done, whatever else the machine runs)."""
     code = (
         "import torch,time,statistics,json;torch.set_num_threads(%d)\n"
         "from ignn_lab.models import build\n"
@@ -63,9 +69,9 @@ def step_seconds(body: Body, *, model: str = "edsr-lite", threads: int = 1, repe
         "o=torch.optim.Adam([p for p in m.parameters() if p.requires_grad],1e-4)\n"
         "lr=torch.rand(16,3,48,48);hr=torch.rand(16,3,96,96);ts=[]\n"
         "for i in range(%d):\n"
-        " t=time.perf_counter();o.zero_grad()\n"
+        " t=time.process_time();o.zero_grad()\n"
         " with torch.autocast('cpu',dtype=torch.bfloat16,enabled=%r):\n  y=m(lr)\n"
-        " torch.nn.functional.l1_loss(y.float(),hr).backward();o.step();ts.append(time.perf_counter()-t)\n"
+        " torch.nn.functional.l1_loss(y.float(),hr).backward();o.step();ts.append(time.process_time()-t)\n"
         "print(json.dumps(statistics.median(ts[1:])))\n"
     ) % (threads, model, body.overrides(), repeats + 1, body.amp == "bf16")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -118,7 +124,8 @@ def run(json_path: str | os.PathLike, bodies: list[Body], *, minutes: float = 12
     out = {"model": model, "minutes": minutes, "threads": threads, "jobs": jobs, "recipe": "lite-x2",
            "rows": rows, "median_step_s": statistics.median(r["step_s"] for r in rows)}
     atomic_write_bytes(json_path, json.dumps(out, indent=1).encode())
-    lines = ["| body (blocks × width × res_scale, amp) | params | step (s) | steps | val PSNR-Y | val SSIM-Y |",
+    lines = ["| body (blocks × width × res_scale [h output width], amp) | params | step (s) | steps | val PSNR-Y | "
+             "val SSIM-Y |",
              "|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r["val_psnr"]):
         lines.append(f"| {r['body']} | {r['params']:,} | {r['step_s']:.3f} | {r['steps']} | {r['val_psnr']:.3f} | "

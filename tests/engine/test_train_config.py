@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from ignn_lab.engine.train_config import TrainConfig, list_configs, load_config, parse_overrides
+from ignn_lab.engine.train_config import TrainConfig, config_dir, list_configs, load_config, parse_overrides
 from ignn_lab.models import build
 
 
@@ -48,7 +48,7 @@ def test_base_chain_and_overrides(tmp_path):
 
 
 def test_missing_config_and_bad_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a file and not a shipped config; shipped: .*smoke"):
+    with pytest.raises(FileNotFoundError, match="is not a file and not a shipped config; shipped configs: .*smoke"):
         load_config("no-such-config")
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(ValueError, match="not valid JSON"):
@@ -58,3 +58,10 @@ def test_missing_config_and_bad_files(tmp_path):
         load_config(tmp_path / "loop.json")
     with pytest.raises(ValueError, match="expected key=value"):
         parse_overrides(["steps"])
+
+
+def test_a_shipped_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smoke").mkdir()  # e.g. the run folder of an earlier smoke run
+    assert load_config("smoke").steps == load_config(TrainConfig.from_dict(json.loads(
+        (config_dir() / "smoke.json").read_text()))).steps
