@@ -326,7 +326,9 @@ def _cells(spec: TableSpec, runs: dict[str, PlannedRun], out: Path) -> list[dict
                 continue
             if c.get("seed") is None and run.spec.files and run.spec.name not in seeds:
                 seeds[run.spec.name] = _checkpoint_seed(run.spec.files)
-            pub = published.get((row.published, c["scale"], c["set"])) if row.published else None
+            # a published value covers the whole set: a run on its first images only is not compared with it
+            whole = run.spec.parameters.get("limit") is None
+            pub = published.get((row.published, c["scale"], c["set"])) if row.published and whole else None
             cells.append({
                 "table": spec.name, "profile": spec.profile, "row": row.label, "role": row.role, "order": i,
                 "scale": c["scale"], "set": c["set"], "psnr": c["psnr"], "ssim": c["ssim"],
@@ -553,8 +555,15 @@ def reproduce(tables: str | Iterable[str] = "all", profile: str = "smoke", *, ou
     todo = [r for r in planned if not r.done()]
     report.cached = [r.spec.name for r in planned if r not in todo]
     report.pending = [r.spec.name for r in todo]
-    shown = os.path.relpath(out) if not os.path.relpath(out).startswith("..") else str(out)
-    command = f"ignn-lab reproduce {','.join(names)} --profile {profile} --out {shown}"
+    def shown(path) -> str:
+        rel = os.path.relpath(Path(path).resolve())
+        return str(Path(path).resolve()) if rel.startswith("..") else rel
+
+    options = f" --profile {profile} --out {shown(out)}" + (f" --checkpoints {shown(checkpoints)}" if checkpoints
+                                                            else "") + (f" --device {device}" if device else "")
+    command = f"ignn-lab reproduce {','.join(names)}{options}"
+    # each table names the command that writes it alone, so its bytes do not depend on what it was run with
+    table_command = "ignn-lab reproduce {}" + options
     if emit_jobs_to is not None:
         if todo:
             report.emitted = emit_jobs(todo, emit_jobs_to, command=command,
@@ -567,6 +576,6 @@ def reproduce(tables: str | Iterable[str] = "all", profile: str = "smoke", *, ou
     by_name = {r.spec.name: r for r in planned}
     for s in specs:
         if all(by_name[row.run.name].done() for row in s.rows):
-            report.tables[s.name] = assemble_table(s, by_name, out, command=command)
+            report.tables[s.name] = assemble_table(s, by_name, out, command=table_command.format(s.name))
     report.seconds = time.perf_counter() - t0
     return report

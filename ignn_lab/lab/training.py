@@ -82,13 +82,15 @@ def fit_or_resume(cfg, out: str | os.PathLike, *, resume: bool | str = False, de
     out = Path(out)
     last = out / "last.pt"
     state = read_training_state(last) if last.is_file() and resume else None
+    changed = [k for k in _changed_fields(state["config"], cfg) if k not in RESUMABLE_CHANGES] if state else []
     if resume == "auto":
-        fresh = (state is None or state["step"] > cfg.steps
-                 or any(k not in RESUMABLE_CHANGES for k in _changed_fields(state["config"], cfg)))
-        if fresh:
+        if state is None or state["step"] > cfg.steps or changed:
             _clear_run(out)
             state = None
         resume = state is not None
+    elif changed:
+        raise ValueError(f"resume: the run in {out} was trained with different {changed}; only "
+                         f"{list(RESUMABLE_CHANGES)} may change when a run is resumed")
     if state is not None and state["step"] >= cfg.steps and (out / "best.pt").is_file():
         history = list(state.get("validations", []))
         return TrainResult(out, "finished", int(state["step"]), cfg.steps, state.get("best_psnr"),
