@@ -384,7 +384,7 @@ def _wide(spec: TableSpec, cells: list[dict]) -> tuple[list[str], list[list[str]
     if spec.kind == "ablation" and seed:
         for scale in spec.scales:
             if any((scale, s) in seed for s in spec.sets):
-                body.append(["seed spread |Δ| (noise)", f"×{scale}",
+                body.append(["seed spread, abs. Δ (noise)", f"×{scale}",
                              *[_f(abs(seed[(scale, s)]["delta_vs_reference"]), ".3f")
                                if (scale, s) in seed and seed[(scale, s)]["delta_vs_reference"] is not None
                                else "–" for s in spec.sets]])
@@ -455,7 +455,7 @@ def _csv(cells: list[dict]) -> str:
 
 def _tex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("×", r"$\times$"), ("|Δ|", r"$|\Delta|$"), ("Δ", r"$\Delta$"), ("*", r"$^*$")):
+                 ("×", r"$\times$"), ("Δ", r"$\Delta$"), ("*", r"$^*$")):
         text = text.replace(a, b)
     return text
 
