@@ -105,3 +105,30 @@ def test_train_commands_cover_every_variant_and_parse(tmp_path):
 def test_smoke_budget_is_a_valid_override():
     cfg = load_config("smoke", SMOKE_BUDGET)
     assert cfg.steps == SMOKE_BUDGET["steps"] and cfg.train_sets == ("T91",)
+
+
+def test_train_script_splits_resumes_and_stops_in_time(tmp_path):
+    """Run the script with `echo` as ignn-lab: it trains every other variant per HALF, resumes a started one,
+    and gives each the minutes left."""
+    import os
+
+    script = tmp_path / "train.sh"
+    script.write_text(lite_train_commands(["embedding"], checkpoints=tmp_path / "v"))
+    (tmp_path / "v" / "lite-x2-seed1").mkdir(parents=True)
+    (tmp_path / "v" / "lite-x2-seed1" / "last.pt").write_bytes(b"")
+
+    def run(**env):
+        proc = subprocess.run(["bash", str(script)], env={**os.environ, "IGNN_LAB": "echo", **env},
+                              capture_output=True, text=True, check=True)
+        return proc.stdout.splitlines()
+
+    half0, half1 = run(HALF="0", MINUTES="30"), run(HALF="1", MINUTES="30")
+    assert [line.split()[4] for line in half0] == [str(tmp_path / "v" / "lite-x2"),
+                                                   str(tmp_path / "v" / "lite-x2-vgg-random")]
+    (line,) = half1
+    head, minutes = line.rsplit(" --max-minutes ", 1)
+    assert head == (f"train --config lite-x2 --out {tmp_path / 'v' / 'lite-x2-seed1'} --set seed=1 --set steps="
+                    f"{LITE_BUDGET['steps']} --resume")
+    assert minutes in ("29 --quiet", "30 --quiet")  # the minutes left of MINUTES=30
+    assert all("--resume" not in line for line in half0)
+    assert run(MINUTES="0") == ["time is up; run again to continue (" + str(tmp_path / "v" / "lite-x2") + " next)"]
