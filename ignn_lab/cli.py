@@ -123,8 +123,8 @@ def cmd_reproduce(a) -> int:
                     device=a.device, data_root=a.data_root, progress=not a.quiet)
     if a.emit_jobs:
         if rep.emitted:
-            print(f"wrote {rep.emitted}: a SLURM array of {len(rep.pending)} run(s) ({len(rep.cached)} already done); submit it "
-                  f"with sbatch, then run this command again without --emit-jobs to assemble the tables")
+            print(f"wrote {rep.emitted}: a SLURM array of {len(rep.pending)} run(s) ({len(rep.cached)} already "
+                  "done); submit it with sbatch, then run this command again without --emit-jobs to assemble")
         else:
             print(f"nothing to emit: all {len(rep.cached)} run(s) are done; run without --emit-jobs to assemble")
         return 0

@@ -228,8 +228,9 @@ def ablation_results(out: str | os.PathLike, learned: dict | None = None, grapha
 
 def ablation_markdown(report: dict) -> str:
     """The ablation as a Markdown table (one row per variant, set and scale), with the deltas the rows carry."""
-    refs = [k.removeprefix("dpsnr_vs_") for k in (report["rows"][0] if report["rows"] else {}) if k.startswith("dpsnr_vs_")]
-    lines = ["| variant | options | set | scale | PSNR | SSIM | " + " | ".join(f"Δ vs {r}" for r in refs) + " | images |",
+    first = report["rows"][0] if report["rows"] else {}
+    refs = [k.removeprefix("dpsnr_vs_") for k in first if k.startswith("dpsnr_vs_")]
+    lines = ["| variant | options | set | scale | PSNR | SSIM | " + "".join(f"Δ vs {r} | " for r in refs) + "images |",
              "|---|---|---|---|---|---|" + "---|" * len(refs) + "---|"]
 
     def fmt(v):

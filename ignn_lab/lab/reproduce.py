@@ -487,7 +487,8 @@ def assemble_table(spec: TableSpec, runs: dict[str, PlannedRun], out: str | os.P
         raise ValueError(f"table {spec.name}: its runs hold no cell for sets {list(spec.sets)} and scales "
                          f"{list(spec.scales)}")
     paths = {}
-    for ext, text in (("md", _markdown(spec, cells, command)), ("csv", _csv(cells)), ("tex", _tex(spec, cells, command))):
+    texts = {"md": _markdown(spec, cells, command), "csv": _csv(cells), "tex": _tex(spec, cells, command)}
+    for ext, text in texts.items():
         paths[ext] = out / f"{spec.name}.{ext}"
         _write_if_changed(paths[ext], text.encode())
     return paths
@@ -546,8 +547,10 @@ def reproduce(tables: str | Iterable[str] = "all", profile: str = "smoke", *, ou
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     t0 = time.perf_counter()
-    names = _table_names(tables) if spec is table_spec else [t.strip() for t in
-                                                              (tables.split(",") if isinstance(tables, str) else tables)]
+    if spec is table_spec:
+        names = _table_names(tables)
+    else:
+        names = [t.strip() for t in (tables.split(",") if isinstance(tables, str) else tables)]
     out = Path(out or f"runs/reproduce-{profile}").resolve()
     specs = [spec(t, profile, checkpoints=checkpoints, device=device) for t in names]
     planned = plan_runs(specs, out)

@@ -39,7 +39,7 @@ SMOKE_LIMIT = 1
 SMOKE_BUDGET = {"steps": 20, "batch": 4, "patch_size": 24, "train_sets": ["T91"], "val_count": 1,
                 "warmup_steps": 5, "val_every": 20, "log_every": 10, "save_every": 20}
 #: Config overrides of every lite ablation variant: the same steps for all (see docs/lab.md for the sizing).
-LITE_BUDGET = {"steps": 3000}
+LITE_BUDGET = {"steps": 2500}
 #: Where the lite ablation variants are trained (``--checkpoints`` overrides it): ``<dir>/<run>/best.pt``.
 LITE_VARIANT_DIR = "runs/lite-ablation"
 
@@ -85,11 +85,14 @@ ABLATION_ROWS: dict[str, list[tuple[str, dict[str, str], str]]] = {
                   ("no-adapn", _both("no AdaPN"), ""),
                   ("uniform", _both("uniform weights (no ECN)"), ""),
                   ("distance", _both("distance weights (no ECN)"), "")],
-    "position": [("early", {"lite": "early (after block 11 of 44)", "paper": "early (after block 8 of 32)"}, ""),
-                 ("baseline", {"lite": "middle (after block 22; baseline)",
-                               "paper": "middle (after block 16; baseline)"}, "reference"),
+    # lite: {position} / {blocks} are read from the variant's network (the lite body may change)
+    "position": [("early", {"lite": "early (after block {position} of {blocks})",
+                            "paper": "early (after block 8 of 32)"}, ""),
+                 ("baseline", {"lite": "middle (after block {position} of {blocks}; baseline)",
+                               "paper": "middle (after block 16 of 32; baseline)"}, "reference"),
                  _SEED_ROW,
-                 ("late", {"lite": "late (after block 33 of 44)", "paper": "late (after block 24 of 32)"}, "")],
+                 ("late", {"lite": "late (after block {position} of {blocks})",
+                           "paper": "late (after block 24 of 32)"}, "")],
     "k-window": [("baseline", {"lite": "k = 3, window 8 (baseline)", "paper": "k = 5, window 30 (baseline)"},
                   "reference"),
                  _SEED_ROW,
@@ -303,7 +306,8 @@ def lite_train_commands(tables=None, *, checkpoints: str | os.PathLike | None = 
              "  local left=$(( (DEADLINE - $(date +%s)) / 60 ))",
              "  if [ \"$left\" -lt 1 ]; then echo \"time is up; run again to continue ($out next)\"; exit 0; fi",
              "  local resume=(); [ -f \"$out/last.pt\" ] && resume=(--resume)",
-             "  $IGNN_LAB train --config \"$config\" --out \"$out\" \"$@\" \"${resume[@]}\" --max-minutes \"$left\" --quiet",
+             "  $IGNN_LAB train --config \"$config\" --out \"$out\" \"$@\" ${resume[@]+\"${resume[@]}\"} \\",
+             "    --max-minutes \"$left\" --quiet",
              "}"]
     for name, v in lite_variant_runs(tables).items():
         sets = [f"--set {k}={json.dumps(v2)}" for k, v2 in {**v["overrides"], **LITE_BUDGET}.items()]
@@ -337,8 +341,20 @@ def _ablation_rows(table: str, profile: str, checkpoints, device: str) -> list[R
                 params["checkpoints"] = {name: str(ckpt.resolve())}
         run = RunSpec(f"{profile}-ablate-{name}" if kind == "lite" else f"paper-ablate-{key}", "04_ablate", params,
                       files, needs)
-        rows.append(Row(labels[kind], run, {"variant": name}, None, role))
+        rows.append(Row(_label(labels[kind], v), run, {"variant": name}, None, role))
     return rows
+
+
+def _label(text: str, variant: dict) -> str:
+    """A row label; ``{position}`` and ``{blocks}`` are read from the variant's network."""
+    if "{" not in text:
+        return text
+    from ignn_lab.lab.training import run_config
+    from ignn_lab.models import build
+
+    cfg = run_config(variant["config"], variant.get("overrides"))
+    net = build(cfg.model, cfg.scale, **cfg.model_overrides).config
+    return text.format(position=net.position, blocks=net.n_resblocks)
 
 
 def _unfinished(run_dir: Path) -> bool:

@@ -195,3 +195,25 @@ def test_reproduce_all_smoke(data_root, tmp_path):
     first = _read_tables(out, TABLES)
     rep = reproduce("all", "smoke", out=out, jobs=2, progress=False)
     assert rep.executed == [] and _read_tables(out, TABLES) == first
+
+
+def test_cli_emits_the_paper_array(tmp_path, capsys):
+    from ignn_lab.cli import main
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for s in (2, 3, 4):
+        (ckpt / f"IGNN_x{s}.pth").write_bytes(f"released x{s}".encode())
+    script = tmp_path / "main.sbatch"
+    assert main(["reproduce", "main", "--profile", "paper", "--checkpoints", str(ckpt), "--out", str(tmp_path / "o"),
+                 "--emit-jobs", str(script)]) == 0
+    assert "a SLURM array of 7 run(s)" in capsys.readouterr().out  # bicubic, IGNN and IGNN+ at x2, x3, x4
+    text = script.read_text()
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert "#SBATCH --array=0-6" in text and "#SBATCH --gres=gpu:1" in text
+    assert [name for _, _, name in _array_lines(text)] == [
+        "paper-bicubic", "paper-IGNN_x2", "paper-IGNN_x2-x8", "paper-IGNN_x3", "paper-IGNN_x3-x8", "paper-IGNN_x4",
+        "paper-IGNN_x4-x8"]
+    plan = json.loads((tmp_path / "o" / "plan" / "paper-IGNN_x3-x8.json").read_text())
+    assert plan["spec"]["parameters"]["options"] == {"device": "cuda", "self_ensemble": True}
+    assert plan["key_parts"]["parameters"]["model"].startswith("sha256:")

@@ -84,10 +84,13 @@ def test_variant_configs_switch_one_thing_of_lite_x2():
     middle = build("ignn-lite", 2).config.position
     early = build("ignn-lite", 2, **load_config("lite-x2-early").model_overrides).config.position
     late = build("ignn-lite", 2, **load_config("lite-x2-late").model_overrides).config.position
-    # early / late at the quarter points of the body (the labels in ABLATION_ROWS say which blocks)
-    assert (early, middle, late) == (n // 4, n // 2, 3 * n // 4)
-    labels = {k: v for k, v, _ in ABLATION_ROWS["position"]}
-    assert f"block {early} of {n}" in labels["early"]["lite"] and f"block {late} of {n}" in labels["late"]["lite"]
+    assert (early, middle, late) == (n // 4, n // 2, 3 * n // 4), (
+        f"the lite body has {n} blocks: set graph_position to {n // 4} in lite-x2-early.json and {3 * n // 4} in "
+        "lite-x2-late.json")
+    labels = [r.label for r in table_spec("position", "smoke").rows]
+    assert labels[0] == f"early (after block {early} of {n})" and labels[-1] == f"late (after block {late} of {n})"
+    paper = [r.label for r in table_spec("position", "paper").rows]
+    assert paper[0] == "early (after block 8 of 32)" and paper[1] == "middle (after block 16 of 32; baseline)"
 
 
 def test_train_commands_cover_every_variant_and_parse(tmp_path):
