@@ -228,7 +228,7 @@ def cmd_run_notebook(a) -> int:
         if a.name or a.param or a.out:
             raise ValueError("--plan FILE takes the notebook, parameters and folder from the plan; give no NAME, "
                              "-p or --out with it")
-        status = execute_plan(a.plan, progress=not a.quiet, log_output=not a.quiet)
+        status = execute_plan(a.plan, progress=not a.quiet)
         print(f"{a.plan}: {'already done (same key)' if status == 'cached' else 'done'}")
         return 0
     if not a.name or not a.out:

@@ -62,7 +62,7 @@ TRAIN = [
              "overrides = {}                 # config fields, e.g. {\"model\": \"edsr-lite\", \"model_overrides\": {\"k\": 5}}\n"
              "steps = None                   # None: the config's\n"
              "out = \"runs/02_train\"\n"
-             "resume = False                 # True: continue out/last.pt; \"auto\": continue it if it matches, else restart\n"
+             "resume = None                  # None: a fresh run; True: continue out/last.pt; \"auto\": continue it if it matches, else restart\n"
              "max_minutes = None             # stop (saving last.pt) after this long; resume later\n"
              "device = \"cpu\"\n"
              "sets = [\"Set5\"]                # best.pt is scored on these at the end\n"
@@ -126,7 +126,8 @@ ABLATE = [
            "(and `position`, `k-window`, `same-vs-cross`, `embedding`, `graphagg-star`)."),
     ("code", "from pathlib import Path\n\nfrom IPython.display import Image, Markdown, display\n\n"
              "from ignn_lab.lab.ablate import VARIANTS, ablation_results, graphagg_ablation, learned_ablation"),
-    ("code", "variants = [\"lite-x2\", \"lite-x2-no-adapn\"]   # learned: train configs, or {label: {\"config\", \"overrides\"}}\n"
+    ("code", "variants = None                               # learned: train configs or {label: {\"config\", \"overrides\"}};\n"
+             "                                              # None: [\"lite-x2\", \"lite-x2-no-adapn\"]; [] skips\n"
              "budget = {\"steps\": 300}                       # the same for every variant; {} keeps the configs' own\n"
              "checkpoints = {}                              # label -> best.pt trained elsewhere: scored, not trained\n"
              "graphagg_variants = None                      # GraphAgg* names from VARIANTS (None: all but vgg-random); [] skips\n"
@@ -140,7 +141,7 @@ ABLATE = [
     ("md", "## The learned model"),
     ("code", "learned = (learned_ablation(variants, out=Path(out) / \"learned\", budget=budget, checkpoints=checkpoints,\n"
              "                            sets=sets, limit=limit, device=device, data_root=data_root, progress=progress)\n"
-             "           if variants else None)"),
+             "           if variants != [] else None)"),
     ("code", "if learned:\n"
              "    display(Markdown((Path(out) / \"learned\" / \"ablation.md\").read_text()))\n"
              "    display(Image(filename=str(Path(out) / \"learned\" / \"ablation.png\")))"),

@@ -19,8 +19,8 @@ from typing import Iterable, Mapping
 from ignn_lab.data.io import atomic_write_bytes
 from ignn_lab.viz import save_figure
 
-__all__ = ["VARIANTS", "DEFAULT_VARIANTS", "graphagg_ablation", "learned_ablation", "ablation_results",
-           "ablation_figure", "ablation_markdown"]
+__all__ = ["VARIANTS", "DEFAULT_VARIANTS", "DEFAULT_LEARNED", "graphagg_ablation", "learned_ablation",
+           "ablation_results", "ablation_figure", "ablation_markdown"]
 
 #: Named one-switch variants of GraphAgg* (options of ``evaluate(model="graphagg-star", ...)``).
 VARIANTS: dict[str, dict] = {
@@ -86,9 +86,16 @@ def graphagg_ablation(variants: Iterable[str] | Mapping[str, dict] | None = None
             rows.append({"variant": variant, "options": {k: v for k, v in opts.items()}, "set": cell["set"],
                          "scale": cell["scale"], "psnr": cell["psnr"], "ssim": cell["ssim"],
                          "n_images": cell["n_images"], "seconds": res["provenance"]["seconds"]})
-    report = {"rows": _add_deltas(rows, ("default", "bicubic")), "sets": sets, "scales": scales, "limit": limit,
-              "reference": "default", "title": "GraphAgg*"}
-    _write_report(report, out)
+    for r in rows:
+        for ref in ("default", "bicubic"):
+            base = next((b for b in rows if b["variant"] == ref and (b["set"], b["scale"]) == (r["set"], r["scale"])),
+                        None)
+            r[f"dpsnr_vs_{ref}"] = None if base is None else r["psnr"] - base["psnr"]
+    report = {"rows": rows, "sets": sets, "scales": scales, "limit": limit}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "ablation.json", json.dumps(report, indent=1).encode())
+    atomic_write_bytes(out / "ablation.md", ablation_markdown(report).encode())
+    save_figure(ablation_figure(report), out / "ablation.png")
     return report
 
 
@@ -148,7 +155,11 @@ def _check_trained_as(checkpoint: Path, cfg, label: str) -> None:
         raise ValueError(f"variant {label!r}: {checkpoint} was trained with a different config ({shown})")
 
 
-def learned_ablation(variants: Iterable[str] | Mapping[str, Mapping], *, out: str | os.PathLike,
+#: The learned variants when none are named: the lite baseline and the same without AdaPN.
+DEFAULT_LEARNED = ("lite-x2", "lite-x2-no-adapn")
+
+
+def learned_ablation(variants: Iterable[str] | Mapping[str, Mapping] | None = None, *, out: str | os.PathLike,
                      budget: Mapping | None = None, checkpoints: Mapping[str, str] | None = None,
                      sets: Iterable[str] = ("Set5",), limit: int | None = None, device: str = "cpu",
                      resume: bool | str = "auto", data_root: str | os.PathLike | None = None,
@@ -157,7 +168,8 @@ def learned_ablation(variants: Iterable[str] | Mapping[str, Mapping], *, out: st
 
     Args:
         variants: train config names (``["lite-x2", "lite-x2-no-adapn"]``), or a dict
-            ``label -> {"config": NAME|FILE, "overrides": {...}}``. The first is the reference.
+            ``label -> {"config": NAME|FILE, "overrides": {...}}``; the first is the reference (default:
+            :data:`DEFAULT_LEARNED`).
         out: folder for ``ablation.json``, ``ablation.md``, ``ablation.png``; variant ``L`` trains in ``out/L``.
         budget: config overrides applied to every variant after its own (``{"steps": 2000}``): the shared
             budget.
@@ -175,7 +187,7 @@ def learned_ablation(variants: Iterable[str] | Mapping[str, Mapping], *, out: st
 
     from ignn_lab.lab.training import evaluate_checkpoint, run_config, train_and_evaluate
 
-    spec, out, sets = _resolve_learned(variants), Path(out), list(sets)
+    spec, out, sets = _resolve_learned(DEFAULT_LEARNED if variants is None else variants), Path(out), list(sets)
     budget, checkpoints = dict(budget or {}), {str(k): v for k, v in (checkpoints or {}).items()}
     unknown = sorted(set(checkpoints) - set(spec))
     if unknown:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import ignn_lab
 from ignn_lab._optional import require
-from ignn_lab.lab.results import read_results
 
-__all__ = ["notebooks_dir", "list_notebooks", "find_notebook", "run_notebook", "read_results"]
+__all__ = ["notebooks_dir", "list_notebooks", "find_notebook", "run_notebook"]
 
 
 def notebooks_dir() -> Path:
@@ -36,10 +36,8 @@ def find_notebook(name: str) -> Path:
 
 
 def run_notebook(name: str, parameters: dict, out: str | os.PathLike, *, progress: bool = True,
-                 timeout: int | None = None, log_output: bool = False) -> Path:
+                 timeout: int | None = None) -> Path:
     """Execute a notebook with papermill, injecting ``parameters``; the executed copy is saved into ``out``.
-
-    ``log_output`` also streams the cells' output to this process's log (a cluster job's log file).
 
     Returns:
         The path of the executed notebook (``out/<name>.ipynb``).
@@ -50,5 +48,10 @@ def run_notebook(name: str, parameters: dict, out: str | os.PathLike, *, progres
     out.mkdir(parents=True, exist_ok=True)
     dst = out / src.name
     pm.execute_notebook(str(src), str(dst), parameters=parameters, progress_bar=progress, kernel_name="python3",
-                        cwd=str(Path.cwd()), execution_timeout=timeout, log_output=log_output)
+                        cwd=str(Path.cwd()), execution_timeout=timeout)
     return dst
+
+
+def read_results(out: str | os.PathLike) -> dict:
+    """The ``results.json`` a notebook or task wrote into ``out``."""
+    return json.loads((Path(out) / "results.json").read_text())

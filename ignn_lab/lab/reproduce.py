@@ -173,7 +173,7 @@ def _write_if_changed(path: Path, data: bytes) -> None:
         atomic_write_bytes(path, data)
 
 
-def execute_plan(plan_file: str | os.PathLike, *, progress: bool = False, log_output: bool = False) -> str:
+def execute_plan(plan_file: str | os.PathLike, *, progress: bool = False) -> str:
     """Run one planned run (``ignn-lab run-notebook --plan FILE``): papermill into its folder, then
     ``run.json`` with the key. A folder holding another key's files is emptied first; one holding this key's
     unfinished run is kept (a training notebook continues it).
@@ -212,8 +212,7 @@ def execute_plan(plan_file: str | os.PathLike, *, progress: bool = False, log_ou
         (run_dir / stale).unlink(missing_ok=True)
     atomic_write_bytes(started, json.dumps({"key": key}).encode())
     t0 = time.perf_counter()
-    run_notebook(spec.notebook, {**spec.parameters, "out": str(run_dir)}, run_dir, progress=progress,
-                 log_output=log_output)
+    run_notebook(spec.notebook, {**spec.parameters, "out": str(run_dir)}, run_dir, progress=progress)
     read_results(run_dir)
     record = {"name": spec.name, "key": key, "key_parts": parts, "notebook": spec.notebook,
               "commit": parts["commit"], "seconds": round(time.perf_counter() - t0, 1),

@@ -1,4 +1,4 @@
-"""Tasks shared by the CLI and the notebooks: evaluate, train, demo (``reproduce``: :mod:`ignn_lab.lab.reproduce`)."""
+"""Tasks shared by the CLI and the notebooks: evaluate, reproduce, demo."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from ignn_lab.data.io import atomic_write_bytes
 from ignn_lab.viz import save_figure
 
-__all__ = ["evaluate_task", "demo", "save_figure", "train_task"]
+__all__ = ["evaluate_task", "reproduce", "demo", "save_figure", "train_task"]
 
 
 def evaluate_task(model: str = "bicubic", sets: Iterable[str] = ("Set5", "Set14", "B100", "Urban100"),
@@ -46,6 +46,24 @@ def train_task(config: str | os.PathLike | None, out: str | os.PathLike, *, over
     else:
         cfg = load_config(config, over)
     return fit(cfg, out, resume=resume, device=device, max_minutes=max_minutes, progress=progress)
+
+
+def reproduce(what: str = "bicubic", *, out: str | os.PathLike = "runs/reproduce", sets=None, scales=None,
+              data_root=None, progress: bool = True) -> dict:
+    """Reproduce a table headlessly by running ``notebooks/03_evaluate.ipynb`` with papermill."""
+    from ignn_lab.lab.notebooks import read_results, run_notebook
+
+    if what != "bicubic":
+        raise ValueError(f"reproduce knows 'bicubic' (the published bicubic table); got {what!r}")
+    params = {"model": "bicubic", "out": str(Path(out).resolve())}
+    if sets:
+        params["sets"] = list(sets)
+    if scales:
+        params["scales"] = [int(s) for s in scales]
+    if data_root:
+        params["data_root"] = str(data_root)
+    run_notebook("03_evaluate", params, out, progress=progress)
+    return read_results(out)
 
 
 def _to_chw(img: np.ndarray):

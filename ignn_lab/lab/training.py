@@ -21,10 +21,11 @@ from ignn_lab.lab.results import lab_provenance, write_lab_results
 __all__ = ["RESUME_MODES", "LiveCurves", "curves_png", "evaluate_checkpoint", "fit_or_resume", "run_config",
            "sha256_file", "train_and_evaluate"]
 
-#: ``resume`` values: False (start; refuse a folder that holds a run), True (continue ``last.pt``), ``"auto"``
-#: (continue when the folder's run has the same config up to :data:`~ignn_lab.engine.train.RESUMABLE_CHANGES`,
-#: otherwise start afresh, removing the old run's files; what ``reproduce`` and re-queued cluster jobs use).
-RESUME_MODES = (False, True, "auto")
+#: ``resume`` values: False or None (start; refuse a folder that holds a run), True (continue ``last.pt``),
+#: ``"auto"`` (continue when the folder's run has the same config up to
+#: :data:`~ignn_lab.engine.train.RESUMABLE_CHANGES`, otherwise start afresh, removing the old run's files; what
+#: ``reproduce`` and re-queued cluster jobs use).
+RESUME_MODES = (None, False, True, "auto")
 #: What the trainer writes into a run folder (removed before a fresh start with ``resume="auto"``).
 _RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "curves.png", "config.json")
 _RUN_DIRS = ("tensorboard", "eval", "eval-x8")
@@ -79,7 +80,7 @@ def fit_or_resume(cfg, out: str | os.PathLike, *, resume: bool | str = False, de
 
     if resume not in RESUME_MODES:
         raise ValueError(f"resume must be one of {RESUME_MODES}, got {resume!r}")
-    out = Path(out)
+    out, resume = Path(out), bool(resume) if resume is None else resume
     last = out / "last.pt"
     state = read_training_state(last) if last.is_file() and resume else None
     changed = [k for k in _changed_fields(state["config"], cfg) if k not in RESUMABLE_CHANGES] if state else []

@@ -135,3 +135,29 @@ def test_train_script_splits_resumes_and_stops_in_time(tmp_path):
     assert minutes in ("29 --quiet", "30 --quiet")  # the minutes left of MINUTES=30
     assert all("--resume" not in line for line in half0)
     assert run(MINUTES="0") == ["time is up; run again to continue (" + str(tmp_path / "v" / "lite-x2") + " next)"]
+
+
+def test_run_parameters_are_the_notebooks_own(tmp_path):
+    """Every planned run passes only parameters its notebook declares, each of its default's type (or the
+    default is None): what papermill injects must be what the parameters cell defines."""
+    import ast
+
+    import papermill as pm
+
+    from ignn_lab.lab.notebooks import find_notebook
+
+    declared = {}
+    ckpt = _fake_checkpoints(tmp_path)
+    for profile in PROFILES:
+        for table in TABLES:
+            for row in table_spec(table, profile, checkpoints=ckpt).rows:
+                nb = row.run.notebook
+                if nb not in declared:
+                    info = pm.inspect_notebook(str(find_notebook(nb)))
+                    declared[nb] = {k: ast.literal_eval(v["default"]) for k, v in info.items()}
+                for key, value in row.run.parameters.items():
+                    assert key in declared[nb], (nb, key)
+                    default = declared[nb][key]
+                    if default is not None and value is not None:
+                        assert isinstance(value, type(default)) and isinstance(value, bool) == isinstance(
+                            default, bool), (nb, key, value, default)

@@ -42,8 +42,9 @@ def test_resume_modes(data_root, tmp_path):
     # a change that alters what was computed: "auto" starts afresh, True refuses, False refuses the folder
     with pytest.raises(ValueError, match="only .* may change"):
         fit_or_resume(cfg.replace(steps=5, lr=1e-4), tmp_path, resume=True, progress=False)
-    with pytest.raises(ValueError, match="already holds a run"):
-        fit_or_resume(cfg, tmp_path, resume=False, progress=False)
+    for fresh_only in (False, None):
+        with pytest.raises(ValueError, match="already holds a run"):
+            fit_or_resume(cfg, tmp_path, resume=fresh_only, progress=False)
     fresh = fit_or_resume(cfg.replace(lr=1e-4), tmp_path, resume="auto", progress=False)
     assert fresh.step == 3 and _steps_logged(tmp_path) == [1, 2, 3]
     assert read_training_state(tmp_path / "last.pt")["config"]["lr"] == 1e-4
