@@ -117,7 +117,7 @@ ABLATE = [
            "`edsr-lite-x2` has no graph), trained with the same budget, data and seed, then its `best.pt` is scored "
            "with the evaluation protocol and compared with the first variant. A variant trained elsewhere "
            "(`ignn-lab train`) is scored from its checkpoint instead (`checkpoints`). "
-           "All numbers come from `ignn_lab.lab.ablate.learned_ablation`.\n\n"
+           "All numbers come from `ignn_lab.lab.ablate_learned.learned_ablation`.\n\n"
            "**GraphAgg\\*** is IGNN's cross-scale aggregation in the image domain with nothing learned: one option at "
            "a time from its defaults (pixel embedding, k = 5, window 30, AdaPN, uniform weights), next to bicubic, "
            "from `ignn_lab.lab.ablate.graphagg_ablation` (`ignn-lab ablate graphagg`).\n\n"
@@ -125,7 +125,8 @@ ABLATE = [
            "`out/graphagg`; `out/results.json` holds both. Tables with provenance: `ignn-lab reproduce adapn-ecn` "
            "(and `position`, `k-window`, `same-vs-cross`, `embedding`, `graphagg-star`)."),
     ("code", "from pathlib import Path\n\nfrom IPython.display import Image, Markdown, display\n\n"
-             "from ignn_lab.lab.ablate import VARIANTS, ablation_results, graphagg_ablation, learned_ablation"),
+             "from ignn_lab.lab.ablate import VARIANTS, graphagg_ablation\n"
+             "from ignn_lab.lab.ablate_learned import ablation_results, learned_ablation"),
     ("code", "variants = None                               # learned: train configs or {label: {\"config\", \"overrides\"}};\n"
              "                                              # None: [\"lite-x2\", \"lite-x2-no-adapn\"]; [] skips\n"
              "budget = {\"steps\": 300}                       # the same for every variant; {} keeps the configs' own\n"

@@ -8,7 +8,7 @@ A valid ``results.json`` is a JSON object with
 
 ``03_evaluate`` writes :func:`ignn_lab.engine.evaluate.evaluate`'s results (which have this shape), ``02_train``
 writes :func:`ignn_lab.lab.training.train_and_evaluate`'s and ``04_ablate`` writes
-:func:`ignn_lab.lab.ablate.ablation_results`'s. A training run stopped before its last step has an empty
+:func:`ignn_lab.lab.ablate_learned.ablation_results`'s. A training run stopped before its last step has an empty
 summary and a ``train.status`` other than ``finished``.
 """
 

@@ -115,7 +115,8 @@ def test_explore_notebook_writes_the_figure(tmp_path):
 
 @pytest.mark.notebooks
 def test_ablate_notebook_matches_library(data_root, tmp_path):
-    from ignn_lab.lab.ablate import graphagg_ablation, learned_ablation
+    from ignn_lab.lab.ablate import graphagg_ablation
+    from ignn_lab.lab.ablate_learned import learned_ablation
     from ignn_lab.lab.notebooks import run_notebook
 
     variants = {"tiny": {"config": "smoke", "overrides": TINY}}
