@@ -1,8 +1,10 @@
 """Time one training step of every lite ablation variant, to size ``LITE_BUDGET`` (docs/lab.md).
 
 One step = forward (with the config's autocast), L1, backward, Adam, on a 16 x 48² batch, on ``--threads``
-threads; the variants alternate in rounds so that a change of machine load touches them all alike. Writes JSON
-(median seconds per variant, every sample, the ratios to ``lite-x2``) and prints the ratios.
+threads; the variants alternate in rounds so that a change of machine load touches them all alike. Each step is
+timed in CPU seconds of this process (what a run costs when it has its cores to itself; other processes on the
+machine change it little) and in wall seconds. Writes JSON (medians per variant, every sample, the CPU ratios
+to ``lite-x2``) and prints the ratios.
 
 Run: python tools/ablation_step_times.py --json runs/bench/ablation_steps.json [--rounds 5 --threads 1]
 """
@@ -42,32 +44,33 @@ def main(argv=None) -> int:
     g = torch.Generator().manual_seed(0)
     lr, hr = torch.rand(16, 3, 48, 48, generator=g), torch.rand(16, 3, 96, 96, generator=g)
 
-    def step(net, opt, cfg) -> float:
-        t = time.perf_counter()
+    def step(net, opt, cfg) -> tuple[float, float]:
+        t, c = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16) if cfg.amp == "bf16" else nullcontext():
             sr = net(lr)
         F.l1_loss(sr.float(), hr).backward()
         opt.step()
-        return time.perf_counter() - t
+        return time.process_time() - c, time.perf_counter() - t
 
     for args in nets.values():
         step(*args)  # warm-up
     samples = {name: [] for name in nets}
-    cpu0 = time.process_time()
     for r in range(a.rounds):
         for name, args in nets.items():
             samples[name].append(step(*args))
         print(f"round {r + 1}/{a.rounds}", file=sys.stderr, flush=True)
-    median = {name: statistics.median(v) for name, v in samples.items()}
+    median = {name: statistics.median(cpu for cpu, _ in v) for name, v in samples.items()}
+    wall = {name: statistics.median(w for _, w in v) for name, v in samples.items()}
     ratio = {name: m / median["lite-x2"] for name, m in median.items()}
-    record = {"median_s": median, "ratio_to_lite_x2": ratio, "samples_s": samples, "threads": a.threads,
-              "rounds": a.rounds, "cpu_s": time.process_time() - cpu0, "cpu_count": os.cpu_count(),
-              "load_average": os.getloadavg(), "torch": torch.__version__, "platform": platform.platform()}
+    record = {"median_cpu_s": median, "median_wall_s": wall, "ratio_to_lite_x2": ratio,
+              "samples_cpu_wall_s": samples, "threads": a.threads, "rounds": a.rounds,
+              "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "torch": torch.__version__,
+              "platform": platform.platform()}
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(record, indent=1))
     for name in sorted(ratio, key=ratio.get):
-        print(f"{name:22s} {median[name]:6.3f} s  x{ratio[name]:.2f}")
+        print(f"{name:22s} {median[name]:6.3f} CPU s  x{ratio[name]:.2f}  ({wall[name]:.3f} s wall)")
     print(f"wrote {a.json}")
     return 0
 
