@@ -284,30 +284,36 @@ def lite_variant_runs(tables=None) -> dict[str, dict]:
 
 def lite_train_commands(tables=None, *, checkpoints: str | os.PathLike | None = None, threads: int = 1) -> str:
     """A bash script that trains (or continues) every lite ablation variant the tables need, each to its end,
-    one after the other, within ``MINUTES`` of wall time (then it stops, saving ``last.pt``; run it again to go
-    on). ``HALF=0`` / ``HALF=1`` take every other variant, so two copies share two cores."""
+    within ``MINUTES`` of wall time (then it stops, saving ``last.pt``; run it again to go on). Copies run side
+    by side share the work: each trains the next variant that no other copy holds (``flock``)."""
     root = Path(checkpoints or LITE_VARIANT_DIR)
     lines = ["#!/usr/bin/env bash",
              "# Trains the lite ablation variants that `ignn-lab reproduce --profile lite` scores (written by",
              "# `ignn-lab reproduce TABLE --profile lite --train-commands`); each to its end, resumable.",
              f"# Budget of every variant: {LITE_BUDGET} on top of its config (ignn_lab.lab.tables.LITE_BUDGET).",
-             "#   MINUTES=120 bash THIS   stops after 120 minutes (last.pt saved); run it again to continue.",
-             "#   HALF=0 / HALF=1         trains every other variant: run both, one per core.",
+             "#   MINUTES=240 bash THIS & MINUTES=240 bash THIS & wait",
+             "#       two copies, one single-thread run per core; each takes the next variant no copy is training",
+             "#       (a lock file per run folder) and stops after MINUTES with last.pt saved: run again to go on.",
              "#   IGNN_LAB='python -m ignn_lab.cli'   when the ignn-lab command is not installed.",
              "set -euo pipefail",
              f"export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-{threads}}}",
              "IGNN_LAB=${IGNN_LAB:-ignn-lab}",
              "DEADLINE=$(( $(date +%s) + 60 * ${MINUTES:-100000} ))",
-             "i=0",
              "train() {  # train OUT CONFIG [--set KEY=VALUE ...]",
-             "  local out=$1 config=$2; shift 2",
-             "  i=$((i + 1))",
-             "  if [ -n \"${HALF:-}\" ] && [ $(((i - 1) % 2)) != \"$HALF\" ]; then return; fi",
-             "  local left=$(( (DEADLINE - $(date +%s)) / 60 ))",
-             "  if [ \"$left\" -lt 1 ]; then echo \"time is up; run again to continue ($out next)\"; exit 0; fi",
+             "  local out=$1 config=$2 left said; shift 2",
+             "  mkdir -p \"$out\"",
+             "  [ -f \"$out/FINISHED\" ] && return 0",
+             "  exec 9>\"$out/.train.lock\"",
+             "  if ! flock -n 9; then exec 9>&-; return 0; fi  # another copy trains it",
+             "  if [ -f \"$out/FINISHED\" ]; then exec 9>&-; return 0; fi  # it finished while we looked",
+             "  left=$(( (DEADLINE - $(date +%s)) / 60 ))",
+             "  if [ \"$left\" -lt 1 ]; then echo \"time is up; run again to continue\"; exit 0; fi",
              "  local resume=(); [ -f \"$out/last.pt\" ] && resume=(--resume)",
-             "  $IGNN_LAB train --config \"$config\" --out \"$out\" \"$@\" ${resume[@]+\"${resume[@]}\"} \\",
-             "    --max-minutes \"$left\" --quiet",
+             "  said=$($IGNN_LAB train --config \"$config\" --out \"$out\" \"$@\" ${resume[@]+\"${resume[@]}\"} \\",
+             "    --max-minutes \"$left\" --quiet)",
+             "  echo \"$out: $said\"",
+             "  case \"$said\" in finished*) touch \"$out/FINISHED\" ;; esac",
+             "  exec 9>&-",
              "}"]
     for name, v in lite_variant_runs(tables).items():
         sets = [f"--set {k}={json.dumps(v2)}" for k, v2 in {**v["overrides"], **LITE_BUDGET}.items()]

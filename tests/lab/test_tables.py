@@ -110,31 +110,44 @@ def test_smoke_budget_is_a_valid_override():
     assert cfg.steps == SMOKE_BUDGET["steps"] and cfg.train_sets == ("T91",)
 
 
-def test_train_script_splits_resumes_and_stops_in_time(tmp_path):
-    """Run the script with `echo` as ignn-lab: it trains every other variant per HALF, resumes a started one,
-    and gives each the minutes left."""
+def test_train_script_shares_the_work_resumes_and_stops_in_time(tmp_path):
+    """Two copies of the script side by side, with a stand-in for ignn-lab that records its calls: every variant
+    trains once, a started one resumes, a finished one is not trained again, MINUTES=0 stops at once."""
     import os
+    import time
 
+    fake = tmp_path / "fake-ignn-lab"
+    calls = tmp_path / "calls.log"
+    fake.write_text(f"#!/usr/bin/env bash\nsleep 0.3\necho \"$*\" >> {calls}\n"
+                    "echo 'finished at step 2500/2500 (1.0 min in total); best validation PSNR-Y 30.000 dB'\n")
+    fake.chmod(0o755)
     script = tmp_path / "train.sh"
     script.write_text(lite_train_commands(["embedding"], checkpoints=tmp_path / "v"))
     (tmp_path / "v" / "lite-x2-seed1").mkdir(parents=True)
     (tmp_path / "v" / "lite-x2-seed1" / "last.pt").write_bytes(b"")
+    env = {**os.environ, "IGNN_LAB": str(fake), "MINUTES": "30"}
 
-    def run(**env):
-        proc = subprocess.run(["bash", str(script)], env={**os.environ, "IGNN_LAB": "echo", **env},
-                              capture_output=True, text=True, check=True)
-        return proc.stdout.splitlines()
-
-    half0, half1 = run(HALF="0", MINUTES="30"), run(HALF="1", MINUTES="30")
-    assert [line.split()[4] for line in half0] == [str(tmp_path / "v" / "lite-x2"),
-                                                   str(tmp_path / "v" / "lite-x2-vgg-random")]
-    (line,) = half1
-    head, minutes = line.rsplit(" --max-minutes ", 1)
+    t0 = time.perf_counter()
+    copies = [subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [c.communicate()[0] for c in copies]
+    assert [c.returncode for c in copies] == [0, 0] and time.perf_counter() - t0 < 60
+    lines = calls.read_text().splitlines()
+    outs_dir = {line.split(" --out ")[1].split()[0] for line in lines}
+    assert len(lines) == 3 and outs_dir == {str(tmp_path / "v" / n) for n in ("lite-x2", "lite-x2-seed1",
+                                                                                "lite-x2-vgg-random")}
+    seed1 = next(line for line in lines if "lite-x2-seed1" in line)
+    head, minutes = seed1.rsplit(" --max-minutes ", 1)
     assert head == (f"train --config lite-x2 --out {tmp_path / 'v' / 'lite-x2-seed1'} --set seed=1 --set steps="
                     f"{LITE_BUDGET['steps']} --resume")
     assert minutes in ("29 --quiet", "30 --quiet")  # the minutes left of MINUTES=30
-    assert all("--resume" not in line for line in half0)
-    assert run(MINUTES="0") == ["time is up; run again to continue (" + str(tmp_path / "v" / "lite-x2") + " next)"]
+    assert sum(o.count(": finished at step") for o in outs) == 3
+    assert all((tmp_path / "v" / n / "FINISHED").is_file() for n in ("lite-x2", "lite-x2-vgg-random"))
+    # run again: everything finished, nothing is trained
+    subprocess.run(["bash", str(script)], env=env, check=True)
+    assert len(calls.read_text().splitlines()) == 3
+    (tmp_path / "v" / "lite-x2" / "FINISHED").unlink()
+    proc = subprocess.run(["bash", str(script)], env={**env, "MINUTES": "0"}, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == "time is up; run again to continue\n"
 
 
 def test_run_parameters_are_the_notebooks_own(tmp_path):
