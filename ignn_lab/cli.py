@@ -161,12 +161,33 @@ def cmd_ablate(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
-    from ignn_lab.lab.tasks import reproduce
+    from ignn_lab.lab.reproduce import reproduce
 
-    reproduce(a.what, out=a.out, sets=a.sets, scales=a.scales, data_root=a.data_root, progress=not a.quiet)
-    print((Path(a.out) / "table.md").read_text(), end="")
-    print(f"wrote {Path(a.out) / 'results.json'} and the executed notebook in {a.out}")
-    return 0
+    if a.train_commands:
+        from ignn_lab.lab.tables import lite_train_commands
+
+        if a.profile != "lite":
+            raise ValueError("--train-commands: only the lite profile trains its ablation variants beforehand; "
+                             "smoke trains inside its runs and paper through --emit-jobs")
+        print(lite_train_commands(None if a.what == "all" else _csv(a.what), checkpoints=a.checkpoints), end="")
+        return 0
+    rep = reproduce(a.what, a.profile, out=a.out, jobs=a.jobs, emit_jobs_to=a.emit_jobs, checkpoints=a.checkpoints,
+                    device=a.device, data_root=a.data_root, progress=not a.quiet)
+    if a.emit_jobs:
+        if rep.emitted:
+            print(f"wrote {rep.emitted}: a SLURM array of {len(rep.pending)} run(s) ({len(rep.cached)} already "
+                  "done); submit it with sbatch, then run this command again without --emit-jobs to assemble")
+        else:
+            print(f"nothing to emit: all {len(rep.cached)} run(s) are done; run without --emit-jobs to assemble")
+        return 0
+    for name, paths in rep.tables.items():
+        print(paths["md"].read_text(), end="\n")
+    print(f"{len(rep.executed)} run(s) executed, {len(rep.cached)} from the cache (same key), "
+          f"{len(rep.failed)} failed; {rep.seconds:.1f} s; tables: "
+          + (", ".join(str(p["md"]) for p in rep.tables.values()) or "none"))
+    for name, err in rep.failed.items():
+        print(f"failed: {name}: {err}", file=sys.stderr)
+    return 1 if rep.failed else 0
 
 
 def cmd_demo(a) -> int:
@@ -324,6 +345,17 @@ def cmd_configs(a) -> int:
 def cmd_run_notebook(a) -> int:
     from ignn_lab.lab.notebooks import run_notebook
 
+    if a.plan:
+        from ignn_lab.lab.reproduce import execute_plan
+
+        if a.name or a.param or a.out:
+            raise ValueError("--plan FILE takes the notebook, parameters and folder from the plan; give no NAME, "
+                             "-p or --out with it")
+        status = execute_plan(a.plan, progress=not a.quiet)
+        print(f"{a.plan}: {'already done (same key)' if status == 'cached' else 'done'}")
+        return 0
+    if not a.name or not a.out:
+        raise ValueError("run-notebook needs NAME and --out DIR (or --plan FILE from ignn-lab reproduce)")
     dst = run_notebook(a.name, _kv(a.param), a.out, progress=not a.quiet)
     print(f"executed notebook: {dst}")
     return 0
@@ -398,11 +430,20 @@ def build_parser() -> argparse.ArgumentParser:
     common(ab)
     ab.set_defaults(func=cmd_ablate)
 
-    r = sub.add_parser("reproduce", help="reproduce a published table headlessly (runs notebooks/03_evaluate)")
-    r.add_argument("what", choices=["bicubic"])
-    r.add_argument("--out", default="runs/reproduce-bicubic")
-    r.add_argument("--sets", type=_sets)
-    r.add_argument("--scales", type=_scales)
+    r = sub.add_parser("reproduce", help="reproduce tables headlessly: cached notebook runs, tables with provenance")
+    r.add_argument("what", help="bicubic, main, adapn-ecn, position, k-window, same-vs-cross, embedding, "
+                   "graphagg-star (comma-separated) or all")
+    r.add_argument("--profile", choices=["smoke", "lite", "paper"], default="smoke",
+                   help="smoke: minutes on a CPU; lite: the CPU study (shipped and trained lite models); paper: "
+                   "the paper's models (released checkpoints, GPU training)")
+    r.add_argument("--out", help="output folder (default runs/reproduce-PROFILE): TABLE.md/.csv/.tex, runs/, plan/")
+    r.add_argument("--jobs", type=int, default=1, help="notebook runs at once")
+    r.add_argument("--emit-jobs", metavar="FILE", help="write a SLURM array script of the runs instead of running")
+    r.add_argument("--checkpoints", metavar="DIR", help="lite: NAME.pt or NAME/best.pt checkpoints and the trained "
+                   "ablation variants (default runs/lite-ablation); paper: the released IGNN_x{2,3,4}.pth")
+    r.add_argument("--device", help="where networks run (default: cuda for paper, else cpu)")
+    r.add_argument("--train-commands", action="store_true",
+                   help="lite: print the commands that train the ablation variants, and exit")
     common(r)
     r.set_defaults(func=cmd_reproduce)
 
@@ -520,11 +561,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_models)
 
     n = sub.add_parser("run-notebook", help="execute a notebook with papermill parameters")
-    n.add_argument("name", help="e.g. 03_evaluate")
+    n.add_argument("name", nargs="?", help="e.g. 03_evaluate")
     n.add_argument("-p", "--param", action="append", help="key=value (JSON values allowed); the names are the "
                    "notebook's parameters")
-    n.add_argument("--out", required=True, help="output folder: the executed notebook and, for a notebook with "
-                   "an 'out' parameter, its results")
+    n.add_argument("--out", help="output folder: the executed notebook and, for a notebook with an 'out' "
+                   "parameter, its results")
+    n.add_argument("--plan", metavar="FILE", help="run a plan file written by ignn-lab reproduce (its notebook, "
+                   "parameters and folder; records the key)")
     common(n, data=False)
     n.set_defaults(func=cmd_run_notebook)
     return p

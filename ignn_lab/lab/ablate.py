@@ -3,7 +3,8 @@
 ``graphagg_ablation`` evaluates GraphAgg* once per variant (and bicubic as the floor) through
 :func:`ignn_lab.engine.evaluate.evaluate`, and writes ``ablation.json``, ``ablation.md`` and ``ablation.png``
 into ``out`` (each variant's own ``results.json`` in ``out/<variant>/``). ``ignn-lab ablate`` and the notebook
-``04_ablate.ipynb`` call it.
+``04_ablate.ipynb`` call it. ``ablation_markdown`` and ``ablation_figure`` also draw the learned ablation
+(:mod:`ignn_lab.lab.ablate_learned`).
 """
 
 from __future__ import annotations
@@ -96,45 +97,52 @@ def graphagg_ablation(variants: Iterable[str] | Mapping[str, dict] | None = None
 
 
 def ablation_markdown(report: dict) -> str:
-    """The ablation as a Markdown table (one row per variant, set and scale)."""
-    lines = ["| variant | options | set | scale | PSNR | SSIM | Δ vs default | Δ vs bicubic | images |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """The ablation as a Markdown table (one row per variant, set and scale), with the deltas the rows carry."""
+    first = report["rows"][0] if report["rows"] else {}
+    refs = [k.removeprefix("dpsnr_vs_") for k in first if k.startswith("dpsnr_vs_")]
+    lines = ["| variant | options | set | scale | PSNR | SSIM | " + "".join(f"Δ vs {r} | " for r in refs) + "images |",
+             "|---|---|---|---|---|---|" + "---|" * len(refs) + "---|"]
 
     def fmt(v):
         return "–" if v is None else f"{v:+.3f}"
 
     for r in report["rows"]:
         opts = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "–"
+        deltas = "".join(f"{fmt(r[f'dpsnr_vs_{ref}'])} | " for ref in refs)
         lines.append(f"| {r['variant']} | {opts} | {r['set']} | ×{r['scale']} | {r['psnr']:.3f} | "
-                     f"{r['ssim']:.4f} | {fmt(r['dpsnr_vs_default'])} | {fmt(r['dpsnr_vs_bicubic'])} | "
-                     f"{r['n_images']} |")
+                     f"{r['ssim']:.4f} | {deltas}{r['n_images']} |")
     return "\n".join(lines) + "\n"
 
 
 def ablation_figure(report: dict):
-    """Horizontal bars of PSNR per variant, one panel per (set, scale), bicubic as a dashed line."""
+    """Horizontal bars per variant, one panel per (set, scale): PSNR with bicubic as a dashed line (GraphAgg*),
+    or, for the learned ablation, the PSNR difference to the reference variant (highlighted)."""
     from matplotlib.figure import Figure
 
-    rows = report["rows"]
+    rows, reference = report["rows"], report.get("reference", "default")
+    deltas = report.get("title") == "learned"
     cells = sorted({(r["set"], r["scale"]) for r in rows}, key=lambda c: (c[1], c[0]))
     variants = [v for v in dict.fromkeys(r["variant"] for r in rows) if v != "bicubic"]
-    fig = Figure(figsize=(4.2 * len(cells), 0.35 * len(variants) + 1.6), dpi=100, layout="constrained")
-    axes = fig.subplots(1, len(cells), squeeze=False)[0]
+    fig = Figure(figsize=(4.2 * max(len(cells), 1), 0.35 * len(variants) + 1.6), dpi=100, layout="constrained")
+    axes = fig.subplots(1, max(len(cells), 1), squeeze=False)[0]
     for ax, cell in zip(axes, cells):
-        vals = {r["variant"]: r["psnr"] for r in rows if (r["set"], r["scale"]) == cell}
+        vals = {r["variant"]: r[f"dpsnr_vs_{reference}"] if deltas else r["psnr"]
+                for r in rows if (r["set"], r["scale"]) == cell}
         ys = list(range(len(variants)))[::-1]
         ax.barh(ys, [vals.get(v, float("nan")) for v in variants],
-                color=["#4c72b0" if v == "default" else "#8c8c8c" for v in variants])
-        finite = [vals[v] for v in variants if v in vals]
+                color=["#4c72b0" if v == reference else "#8c8c8c" for v in variants])
+        finite = [vals[v] for v in variants if vals.get(v) is not None]
         if "bicubic" in vals:
             ax.axvline(vals["bicubic"], color="#c44e52", linestyle="--", label=f"bicubic {vals['bicubic']:.2f}")
             finite.append(vals["bicubic"])
             ax.legend(fontsize=7, loc="lower right")
-        if finite:
+        if deltas:
+            ax.axvline(0.0, color="black", lw=0.8)
+        elif finite:
             ax.set_xlim(min(finite) - 1.0, max(finite) + 0.5)
         ax.set_yticks(ys)
         ax.set_yticklabels(variants, fontsize=8)
-        ax.set_xlabel("PSNR-Y (dB)")
-        ax.set_title(f"GraphAgg* on {cell[0]} ×{cell[1]}", fontsize=9)
+        ax.set_xlabel(f"PSNR-Y − {reference} (dB)" if deltas else "PSNR-Y (dB)")
+        ax.set_title(f"{'learned' if deltas else 'GraphAgg*'} on {cell[0]} ×{cell[1]}", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     return fig
