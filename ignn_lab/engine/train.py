@@ -23,7 +23,6 @@ import json
 import math
 import os
 import platform
-import random
 import signal
 import sys
 import threading
@@ -45,15 +44,12 @@ from ignn_lab.data.training import (PatchSampler, ValImage, held_out, load_train
 from ignn_lab.engine import distributed
 from ignn_lab.engine.provenance import environment, git_commit
 from ignn_lab.engine.schedule import learning_rate
-from ignn_lab.engine.train_config import TrainConfig, load_config
+from ignn_lab.engine.train_config import TrainConfig
+from ignn_lab.engine.train_state import (RESUMABLE_CHANGES, TRAIN_FORMAT, TRAIN_FORMAT_VERSION, init_from,
+                                         read_training_state, restore_rng, resumed_config, rng_state)
 from ignn_lab.metrics import psnr_ssim
-from ignn_lab.models.checkpoint import CheckpointError, read_checkpoint
 from ignn_lab.models.checkpoint import save as save_model
 
-TRAIN_FORMAT = "ignn-lab/train"
-TRAIN_FORMAT_VERSION = 1
-#: Fields that may change when a run is resumed (what it computes up to the old last step stays the same).
-RESUMABLE_CHANGES = ("steps", "val_every", "log_every", "save_every", "tensorboard", "data_root", "description")
 
 __all__ = ["RESUMABLE_CHANGES", "TrainResult", "fit", "read_training_state", "validate"]
 
@@ -125,67 +121,6 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {"python": random.getstate(),
-            "numpy": {"kind": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                      "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
-            "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"])
-
-
-def read_training_state(path: str | os.PathLike) -> dict[str, Any]:
-    """The resumable state inside a ``last.pt`` (read with ``weights_only=True``), checked.
-
-    Raises:
-        FileNotFoundError: no file. CheckpointError: not a trainer checkpoint, or one this version cannot read.
-    """
-    obj = read_checkpoint(path)
-    state = obj.get("training") if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or state.get("format") != TRAIN_FORMAT:
-        raise CheckpointError(f"{path} holds no trainer state (no 'training' entry of format {TRAIN_FORMAT!r}); "
-                              "only a last.pt written by ignn-lab train can be resumed")
-    if state.get("version") != TRAIN_FORMAT_VERSION:
-        raise CheckpointError(f"{path}: trainer state version {state.get('version')!r}; this kit reads "
-                              f"version {TRAIN_FORMAT_VERSION}")
-    missing = [k for k in ("step", "config", "model", "optimizer", "rng") if k not in state]
-    if missing:
-        raise CheckpointError(f"{path}: trainer state lacks {missing}")
-    return state
-
-
-def _init_from(model: nn.Module, source: str) -> list[str]:
-    """Copy the tensors of a kit checkpoint (a path or a shipped name) whose name and shape match; returns the
-    names copied."""
-    from ignn_lab.models.pretrained import list_pretrained, pretrained_path
-
-    path = Path(source).expanduser()
-    if not path.is_file():
-        shipped = pretrained_path(source)
-        if shipped is None:
-            raise FileNotFoundError(f"init_from={source!r} is neither a checkpoint file nor a shipped checkpoint "
-                                    f"(shipped: {', '.join(list_pretrained()) or 'none'})")
-        path = shipped
-    obj = read_checkpoint(path)
-    state = obj.get("state_dict") if isinstance(obj, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"init_from={path}: no state_dict in the file (expected an ignn-lab checkpoint)")
-    own = model.state_dict()
-    copied = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
-    if not copied:
-        raise CheckpointError(f"init_from={path}: no tensor matches the model {type(model).__name__} by name and "
-                              "shape")
-    model.load_state_dict({k: state[k] for k in copied}, strict=False)
-    return copied
-
-
 @torch.no_grad()
 def validate(model: nn.Module, images: list[ValImage], scale: int, device: torch.device) -> dict[str, float]:
     """PSNR-Y / SSIM-Y (the evaluation protocol: uint8 output, Y channel, ``scale`` pixels shaved) of
@@ -250,18 +185,6 @@ def _check_out(out: Path, resume: bool) -> None:
                          "--out")
 
 
-def _resumed_config(saved: dict, given: TrainConfig | None, path: Path) -> TrainConfig:
-    cfg = load_config(saved)
-    if given is None:
-        return cfg
-    changed = sorted(k for k, v in given.to_dict().items() if cfg.to_dict()[k] != v)
-    bad = [k for k in changed if k not in RESUMABLE_CHANGES]
-    if bad:
-        raise ValueError(f"--resume: the run in {path.parent} was trained with different {bad}; only "
-                         f"{list(RESUMABLE_CHANGES)} may change when a run is resumed")
-    return given
-
-
 def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = False,
         device: str | torch.device = "cpu", max_minutes: float | None = None, progress: bool = True,
         command: str | None = None, stop_after: int | None = None) -> TrainResult:
@@ -290,7 +213,7 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
     info, started_group = distributed.init_distributed(dev)
     state = read_training_state(out / "last.pt") if resume else None
     if state is not None:
-        config = _resumed_config(state["config"], config, out / "last.pt")
+        config = resumed_config(state["config"], config, out / "last.pt")
     if config is None:
         raise ValueError("fit needs a config (or resume=True with a run folder holding last.pt)")
     if config.batch % info.world:
@@ -302,7 +225,7 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
         torch.manual_seed(config.seed)
         model = build(config.model, config.scale, **config.model_overrides)
         if config.init_from and state is None:
-            _init_from(model, config.init_from)
+            init_from(model, config.init_from)
         model = model.to(dev).train()
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps,
@@ -314,7 +237,7 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
             opt.load_state_dict(state["optimizer"])
             if ema is not None:
                 ema.load_state_dict(state["ema"])
-            _set_rng_state(state["rng"])
+            restore_rng(state["rng"])
             step, best, best_step = int(state["step"]), state.get("best_psnr"), state.get("best_step")
             wall0, history = float(state.get("wall_seconds", 0.0)), list(state.get("validations", []))
         net: nn.Module = model
@@ -349,7 +272,7 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
                 return
             training = {"format": TRAIN_FORMAT, "version": TRAIN_FORMAT_VERSION, "step": step,
                         "config": config.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "ema": ema.state_dict() if ema is not None else None, "rng": _rng_state(),
+                        "ema": ema.state_dict() if ema is not None else None, "rng": rng_state(),
                         "sampler": {"seed": config.seed, "next_step": step}, "best_psnr": best,
                         "best_step": best_step, "validations": history, "wall_seconds": wall()}
             save_model(eval_model, out / "last.pt", provenance=prov(), training=training)

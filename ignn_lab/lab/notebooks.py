@@ -135,6 +135,3 @@ def run_notebook(name: str, parameters: dict, out: str | os.PathLike, *, progres
     return outs.final(src.name)
 
 
-def read_results(out: str | os.PathLike) -> dict:
-    """The ``results.json`` a notebook or task wrote into ``out``."""
-    return json.loads((Path(out) / "results.json").read_text())

@@ -1,4 +1,5 @@
-"""Tasks shared by the CLI and the notebooks: evaluate, reproduce, demo."""
+"""Tasks shared by the CLI and the notebooks: evaluate, train, demo, shipping a checkpoint (reproducing tables
+is :mod:`ignn_lab.lab.reproduce`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from ignn_lab.data.io import atomic_write_bytes, json_bytes
 from ignn_lab.data.outputs import OutputSet, output_set
 from ignn_lab.viz import save_figure
 
-__all__ = ["demo", "demo_models", "evaluate_task", "reproduce", "save_figure", "ship_checkpoint", "train_task"]
+__all__ = ["demo", "demo_models", "evaluate_task", "save_figure", "ship_checkpoint", "train_task"]
 
 
 def evaluate_task(model: str = "bicubic", sets: Iterable[str] = ("Set5", "Set14", "B100", "Urban100"),
@@ -46,24 +47,6 @@ def train_task(config: str | os.PathLike | None, out: str | os.PathLike, *, over
     else:
         cfg = load_config(config, over)
     return fit(cfg, out, resume=resume, device=device, max_minutes=max_minutes, progress=progress)
-
-
-def reproduce(what: str = "bicubic", *, out: str | os.PathLike = "runs/reproduce", sets=None, scales=None,
-              data_root=None, progress: bool = True) -> dict:
-    """Reproduce a table headlessly by running ``notebooks/03_evaluate.ipynb`` with papermill."""
-    from ignn_lab.lab.notebooks import read_results, run_notebook
-
-    if what != "bicubic":
-        raise ValueError(f"reproduce knows 'bicubic' (the published bicubic table); got {what!r}")
-    params = {"model": "bicubic", "out": str(Path(out).resolve())}
-    if sets:
-        params["sets"] = list(sets)
-    if scales:
-        params["scales"] = [int(s) for s in scales]
-    if data_root:
-        params["data_root"] = str(data_root)
-    run_notebook("03_evaluate", params, out, progress=progress)
-    return read_results(out)
 
 
 def ship_checkpoint(run: str | os.PathLike, name: str, *, dest: str | os.PathLike | None = None,
