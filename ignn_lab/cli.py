@@ -332,6 +332,13 @@ def cmd_train(a) -> int:
     return 0 if res.status != "interrupted" else 130
 
 
+def cmd_compare(a) -> int:
+    from ignn_lab.lab.compare import comparison_table, read_cells
+
+    print(comparison_table(read_cells(a.results), methods=_csv(a.methods), sets=a.sets), end="")
+    return 0
+
+
 def cmd_configs(a) -> int:
     from ignn_lab.engine.train_config import list_configs
 
@@ -553,6 +560,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float, help="stop after this many minutes, saving last.pt")
     common(t, data=False)
     t.set_defaults(func=cmd_train)
+
+    cp = sub.add_parser("compare", help="our results.json beside published methods: one PSNR / SSIM table")
+    cp.add_argument("results", nargs="+", help="results.json files of ignn-lab evaluate")
+    cp.add_argument("--methods", default="Bicubic,SRCNN,FSRCNN,VDSR,CARN-M",
+                    help="published methods (shared/reference/published_results.tsv), comma-separated")
+    cp.add_argument("--sets", type=_csv, default=["Set5", "Set14", "B100", "Urban100"])
+    cp.set_defaults(func=cmd_compare)
 
     cf = sub.add_parser("configs", help="list the shipped training configs")
     cf.set_defaults(func=cmd_configs)
