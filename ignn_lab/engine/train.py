@@ -231,7 +231,7 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
         opt = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps,
                                weight_decay=config.weight_decay)
         ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay else None
-        step, best, best_step, wall0, history = 0, None, None, 0.0, []
+        step, best, best_step, wall0, history, sessions = 0, None, None, 0.0, [], []
         if state is not None:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -240,6 +240,7 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
             restore_rng(state["rng"])
             step, best, best_step = int(state["step"]), state.get("best_psnr"), state.get("best_step")
             wall0, history = float(state.get("wall_seconds", 0.0)), list(state.get("validations", []))
+            sessions = list(state.get("sessions", []))
         net: nn.Module = model
         if info.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -262,6 +263,10 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
         prov_base = {"command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                      "git_commit": git_commit(), "device": str(dev), "world_size": info.world,
                      "host": platform.node(), **environment(), "train_config": config.to_dict()}
+        # A resumed run may have changed steps (the schedule) or the code: every session's command stays on record.
+        sessions.append({"command": prov_base["command"], "from_step": step, "steps": config.steps,
+                         "git_commit": prov_base["git_commit"]})
+        prov_base["sessions"] = sessions
         eval_model = ema if ema is not None else model
         t_start = time.perf_counter()
         deadline = None if max_minutes is None else t_start + 60.0 * max_minutes
@@ -274,7 +279,8 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
                         "config": config.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
                         "ema": ema.state_dict() if ema is not None else None, "rng": rng_state(),
                         "sampler": {"seed": config.seed, "next_step": step}, "best_psnr": best,
-                        "best_step": best_step, "validations": history, "wall_seconds": wall()}
+                        "best_step": best_step, "validations": history, "sessions": sessions,
+                        "wall_seconds": wall()}
             save_model(eval_model, out / "last.pt", provenance=prov(), training=training)
 
         def wall() -> float:

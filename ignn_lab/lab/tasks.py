@@ -50,7 +50,7 @@ def train_task(config: str | os.PathLike | None, out: str | os.PathLike, *, over
 
 
 def ship_checkpoint(run: str | os.PathLike, name: str, *, dest: str | os.PathLike | None = None,
-                    max_mb: float = 20.0) -> Path:
+                    max_mb: float = 20.0, sessions: list[dict] | None = None) -> Path:
     """Copy a run's ``best.pt`` into the shipped checkpoints as ``NAME.pt``: weights, config and provenance only
     (the training command, its validation PSNR, commit, versions), checked to load and to stay under ``max_mb``.
 
@@ -58,6 +58,8 @@ def ship_checkpoint(run: str | os.PathLike, name: str, *, dest: str | os.PathLik
         run: a run folder of ``ignn-lab train`` (its ``best.pt`` is shipped).
         name: the shipped name (``ignn-lite-x2``); it resolves in evaluate, upscale, explore and ``models``.
         dest: the folder (default: ``ignn_lab/weights``).
+        sessions: the run's sessions (command, first step, steps, commit each) where its checkpoint has no
+            record of them (runs begun before the trainer kept one); a recorded list is never replaced.
     """
     from ignn_lab.models import load, save
     from ignn_lab.models.pretrained import weights_dir
@@ -65,6 +67,8 @@ def ship_checkpoint(run: str | os.PathLike, name: str, *, dest: str | os.PathLik
     src = Path(run) / "best.pt"
     model = load(src)
     prov = {**model.provenance, "shipped_as": name, "shipped_from": str(Path(run).resolve())}
+    if sessions is not None and "sessions" not in prov:
+        prov["sessions"] = [dict(x) for x in sessions]
     path = save(model, Path(dest or weights_dir()) / f"{name}.pt", provenance=prov)
     size = path.stat().st_size / 2**20
     if size > max_mb:

@@ -115,6 +115,10 @@ def test_sigint_saves_a_loadable_last_pt_and_the_resumed_run_matches(data):
     _, err = once.communicate(timeout=600)
     assert once.returncode == 0, err
     _assert_same(_state(data / "once" / "last.pt"), _state(data / "run" / "last.pt"))
+    # both sessions' commands stay on record (the second changed the schedule's length)
+    sessions = load(data / "run" / "best.pt").provenance["sessions"]
+    assert [(x["from_step"], x["steps"]) for x in sessions] == [(0, 400), (stopped, short)]
+    assert "--resume" in sessions[1]["command"] and "--resume" not in sessions[0]["command"]
 
 
 def _free_port() -> int:

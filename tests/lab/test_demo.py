@@ -9,7 +9,7 @@ import torch
 
 from ignn_lab.engine.evaluate import evaluate
 from ignn_lab.lab import tasks
-from ignn_lab.models import build, pretrained, save
+from ignn_lab.models import build, load, pretrained, save
 
 
 @pytest.fixture
@@ -39,3 +39,22 @@ def test_demo_scores_every_model_as_evaluate_does(shipped):
     record = json.loads((out / "demo.json").read_text())
     assert record["models"] == ["bicubic ×2", "edsr-lite-x2 ×2"]
     assert len(record["crops"]) == 10 and all((out / "crops" / p.split("/")[-1]).is_file() for p in record["crops"])
+
+
+def test_ship_checkpoint_keeps_the_provenance_and_refuses_a_checkpoint_over_the_limit(shipped):
+    run = shipped / "run"
+    torch.manual_seed(1)
+    model = build("edsr-lite", 2, n_resblocks=1, n_feats=8)
+    save(model, run / "best.pt", provenance={"command": "ignn-lab train --config x", "val_psnr": 30.5})
+    sessions = [{"command": "ignn-lab train --config x", "from_step": 0, "steps": 10, "git_commit": "abc"}]
+    path = tasks.ship_checkpoint(run, "edsr-lite-x2b", sessions=sessions)
+    assert path == shipped / "weights" / "edsr-lite-x2b.pt"
+    assert pretrained.pretrained_path("edsr-lite-x2b") == path
+    shipped_model = load(path)
+    assert shipped_model.provenance["shipped_as"] == "edsr-lite-x2b"
+    assert shipped_model.provenance["val_psnr"] == 30.5 and shipped_model.provenance["sessions"] == sessions
+    for k, v in model.state_dict().items():
+        assert torch.equal(shipped_model.state_dict()[k], v)
+    with pytest.raises(ValueError, match="stay under 0.001 MB"):
+        tasks.ship_checkpoint(run, "too-big", max_mb=0.001)
+    assert not (shipped / "weights" / "too-big.pt").exists()
