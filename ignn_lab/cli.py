@@ -339,6 +339,18 @@ def cmd_compare(a) -> int:
     return 0
 
 
+def cmd_curves(a) -> int:
+    from ignn_lab.lab.training import compare_curves
+
+    res = compare_curves(a.runs, a.out, labels=_csv(a.labels) if a.labels else None, title=a.title)
+    for label, r in res["runs"].items():
+        best = "no validation yet" if r["best_val_psnr"] is None else \
+            f"best validation {r['best_val_psnr']:.3f} dB at step {r['best_step']}"
+        print(f"{label}: step {r['last_step']}, {best}")
+    print(res["figure"])
+    return 0
+
+
 def cmd_configs(a) -> int:
     from ignn_lab.engine.train_config import list_configs
 
@@ -567,6 +579,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="published methods (shared/reference/published_results.tsv), comma-separated")
     cp.add_argument("--sets", type=_csv, default=["Set5", "Set14", "B100", "Urban100"])
     cp.set_defaults(func=cmd_compare)
+
+    cu = sub.add_parser("curves", help="training curves of several runs in one figure (loss, validation PSNR)")
+    cu.add_argument("runs", nargs="+", help="run folders of ignn-lab train")
+    cu.add_argument("--out", required=True, help="the figure (.png, .pdf or .svg)")
+    cu.add_argument("--labels", help="one label per run, comma-separated (default: the folder names)")
+    cu.add_argument("--title")
+    cu.set_defaults(func=cmd_curves)
 
     cf = sub.add_parser("configs", help="list the shipped training configs")
     cf.set_defaults(func=cmd_configs)

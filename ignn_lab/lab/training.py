@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from ignn_lab.lab.results import lab_provenance, write_lab_results
 
-__all__ = ["RESUME_MODES", "LiveCurves", "curves_png", "evaluate_checkpoint", "fit_or_resume", "run_config",
+__all__ = ["RESUME_MODES", "LiveCurves", "compare_curves", "curves_png", "evaluate_checkpoint", "fit_or_resume", "run_config",
            "sha256_file", "train_and_evaluate"]
 
 #: ``resume`` values: False or None (start; refuse a folder that holds a run), True (continue ``last.pt``),
@@ -210,6 +210,49 @@ def curves_png(out: str | os.PathLike, *, title: str, dpi: int = 80) -> bytes | 
     finally:
         plt.close(fig)
     return buf.getvalue()
+
+
+def compare_curves(runs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
+                   labels: Iterable[str] | None = None, title: str | None = None) -> dict:
+    """One loss / validation-PSNR figure of several run folders (``ignn-lab curves``), written atomically.
+
+    Args:
+        runs: run folders of ``ignn-lab train`` (each with a ``log.jsonl``).
+        out: the figure (``.png``, ``.pdf`` or ``.svg``).
+        labels: one per run (default: the folder names).
+
+    Returns:
+        ``{"figure", "runs": {label: {"folder", "last_step", "best_val_psnr", "best_step"}}}``.
+
+    Raises:
+        ValueError: a folder without a log, or a number of labels other than the number of runs.
+    """
+    import matplotlib.pyplot as plt
+
+    from ignn_lab.viz import save_figure
+    from ignn_lab.viz.curves import read_log, training_curves_figure
+
+    folders = [Path(r) for r in runs]
+    names = list(labels) if labels is not None else [f.name for f in folders]
+    if len(names) != len(folders):
+        raise ValueError(f"{len(names)} labels for {len(folders)} runs: give one label per run folder")
+    records, summary = {}, {}
+    for name, folder in zip(names, folders):
+        log = folder / "log.jsonl"
+        recs = read_log(log) if log.is_file() else []
+        if not recs:
+            raise ValueError(f"{folder}: no training log (log.jsonl); expected a run folder of ignn-lab train")
+        records[name] = recs
+        val = [r for r in recs if "val_psnr" in r]
+        top = max(val, key=lambda r: r["val_psnr"]) if val else None
+        summary[name] = {"folder": str(folder), "last_step": max(r["step"] for r in recs),
+                         "best_val_psnr": top["val_psnr"] if top else None, "best_step": top["step"] if top else None}
+    fig = training_curves_figure(records, title=title)
+    try:
+        path = save_figure(fig, out)
+    finally:
+        plt.close(fig)
+    return {"figure": str(path), "runs": summary}
 
 
 class LiveCurves:

@@ -97,3 +97,26 @@ def test_live_curves_redraw_when_the_log_grows(tmp_path):
             time.sleep(0.02)
     assert live.updates == 2  # unchanged log: no redraw, not even on exit
     assert curves_png(tmp_path, title="t")[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_curves_of_several_runs_and_clean_errors(tmp_path, capsys):
+    from ignn_lab.cli import main
+    from ignn_lab.lab.training import compare_curves
+
+    for name, vals in (("a", [30.0, 30.5, 30.4]), ("b", [29.0, 29.2, 29.9])):
+        (tmp_path / name).mkdir()
+        lines = []
+        for i, v in enumerate(vals, 1):
+            lines += [{"step": 10 * i, "loss": 0.1 / i}, {"step": 10 * i, "val_psnr": v}]
+        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    res = compare_curves([tmp_path / "a", tmp_path / "b"], tmp_path / "c.png", labels=["A", "B"])
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert res["runs"]["A"] == {"folder": str(tmp_path / "a"), "last_step": 30, "best_val_psnr": 30.5,
+                                "best_step": 20}
+    assert (res["runs"]["B"]["best_val_psnr"], res["runs"]["B"]["best_step"]) == (29.9, 30)
+    with pytest.raises(ValueError, match="1 labels for 2 runs"):
+        compare_curves([tmp_path / "a", tmp_path / "b"], tmp_path / "d.png", labels=["A"])
+    (tmp_path / "empty").mkdir()
+    assert main(["curves", str(tmp_path / "a"), str(tmp_path / "empty"), "--out", str(tmp_path / "e.png")]) == 2
+    err = capsys.readouterr().err
+    assert "empty: no training log" in err and "Traceback" not in err and not (tmp_path / "e.png").exists()
