@@ -54,7 +54,7 @@ class Rows:
             return knn
         from ignn_lab.models import build
 
-        net = build(req["model"], req["scale"]).eval()
+        net = build(req["model"], req["scale"], **req.get("overrides", {})).eval()
         net.load_state_dict(data["state_dict"])
         lr = data["lr"]
 

@@ -34,6 +34,10 @@ __all__ = ["run", "markdown", "repo_root"]
 _CHILD = Path(__file__).with_name("_compare_child.py")
 MODEL_ROWS = [("edsr-lite", 2), ("ignn-lite", 2), ("edsr-lite", 4), ("ignn-lite", 4)]
 MODEL_SIZES = (128, 256)
+#: The model rows compare code, not bodies: they build this body in both revisions. It is the lite body before
+#: the 20×32 one (44 blocks of 16 features), whose output path is as wide as the body, so a revision with the
+#: narrower output path (``hr_feats``) and one without it build the same network.
+MODEL_OVERRIDES = {"n_resblocks": 44, "n_feats": 16, "res_scale": 0.1}
 
 
 def repo_root() -> Path:
@@ -86,12 +90,12 @@ def _rows(work: Path, quick: bool, data_root: str | None) -> list[dict]:
                              "k": bench_knn.K, "window": window, "graph_scale": case.graph_scale})
     for model, scale in MODEL_ROWS[:2] if quick else MODEL_ROWS:
         torch.manual_seed(0)
-        state = build(model, scale).state_dict()
+        state = build(model, scale, **MODEL_OVERRIDES).state_dict()
         for size in (48,) if quick else MODEL_SIZES:
             path = work / f"model-{model}-x{scale}-{size}.pt"
             torch.save({"state_dict": state, "lr": sample_image(size)[None].float() / 255}, path)
             rows.append({"id": f"model {model} x{scale} {size}²", "kind": "model", "inputs": str(path),
-                         "model": model, "scale": scale})
+                         "model": model, "scale": scale, "overrides": MODEL_OVERRIDES})
     return rows
 
 

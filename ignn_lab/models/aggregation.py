@@ -270,6 +270,9 @@ class GraphAggregation(nn.Module):
             return embed(lr, "pixel"), (embed(son, "pixel") if need_son else None)
         return self.embed(lr), (self.embed(son) if need_son else None)
 
+    # The search runs C kernels through ctypes on worker threads: torch.compile must not trace into it (it
+    # miscompiles the workers' index arithmetic); the graph is built eagerly and the rest of the model compiled.
+    @torch.compiler.disable
     def build_graph(self, x: Tensor, lr: Tensor | None, son: Tensor | None,
                     son_features: Tensor | None = None) -> tuple[CrossScaleGraph, Tensor]:
         """The kNN graph and the LR diff map B×(k·D)×H×W (no gradient flows through either)."""
