@@ -333,8 +333,13 @@ def cmd_train(a) -> int:
 
 
 def cmd_compare(a) -> int:
-    from ignn_lab.lab.compare import comparison_table, read_cells
+    from ignn_lab.lab.compare import comparison_table, paired_difference, paired_table, read_cells
 
+    if a.paired:
+        if len(a.results) != 2:
+            raise ValueError(f"--paired compares two results.json files (model A, then model B); got {len(a.results)}")
+        print(paired_table(paired_difference(*a.results)), end="")
+        return 0
     print(comparison_table(read_cells(a.results), methods=_csv(a.methods), sets=a.sets), end="")
     return 0
 
@@ -578,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--methods", default="Bicubic,SRCNN,FSRCNN,VDSR,CARN-M",
                     help="published methods (shared/reference/published_results.tsv), comma-separated")
     cp.add_argument("--sets", type=_csv, default=["Set5", "Set14", "B100", "Urban100"])
+    cp.add_argument("--paired", action="store_true",
+                    help="two results.json (A, B): A − B image by image, with a 95%% interval per set")
     cp.set_defaults(func=cmd_compare)
 
     cu = sub.add_parser("curves", help="training curves of several runs in one figure (loss, validation PSNR)")

@@ -9,13 +9,15 @@ subset of a set (``--limit``) are refused: a published mean is over the whole se
 from __future__ import annotations
 
 import json
+import math
 import os
+import statistics
 from pathlib import Path
 from typing import Iterable
 
 from ignn_lab.engine.published import read_published
 
-__all__ = ["comparison_table", "read_cells"]
+__all__ = ["comparison_table", "paired_difference", "paired_table", "read_cells"]
 
 SETS = ("Set5", "Set14", "B100", "Urban100")
 
@@ -72,4 +74,62 @@ def comparison_table(cells: dict[tuple[str, int, str], tuple[float, float]], *,
                     psnr = f"**{psnr}**"
                 out.append(psnr + (f" / {v[1]:.4f}" if v[1] is not None else ""))
             lines.append(f"| ×{scale} | {name} | " + " | ".join(out) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_difference(a: str | os.PathLike, b: str | os.PathLike) -> list[dict]:
+    """Model A minus model B, image by image, per set and scale: how large a difference is, and how sure.
+
+    Both ``results.json`` files must score the same images (matched by set, scale and image name). Per cell:
+    the mean PSNR difference (equal to the difference of the set means), the standard deviation of the
+    per-image differences, the standard error of the mean and a 95 % interval (Student's t), the images where A
+    is better / worse, and the mean SSIM difference. A difference whose interval excludes 0 is consistent
+    across the images of the set; it does not measure the run-to-run noise of training (another seed does).
+
+    Raises:
+        ValueError: a cell whose images differ between the two files, or no common cell.
+    """
+    from scipy.stats import t as student_t
+
+    def per_image(path):
+        res = json.loads(Path(path).read_text())
+        model = {r["model"] for r in res["rows"]}
+        cells: dict[tuple[int, str], dict[str, tuple[float, float]]] = {}
+        for r in res["rows"]:
+            cells.setdefault((int(r["scale"]), r["set"]), {})[r["image"]] = (float(r["psnr"]), float(r["ssim"]))
+        return ", ".join(sorted(model)), cells
+
+    name_a, ca = per_image(a)
+    name_b, cb = per_image(b)
+    common = [c for c in ca if c in cb]
+    if not common:
+        raise ValueError(f"{a} and {b} share no (scale, set) cell: score the same sets and scales with both models")
+    out = []
+    for scale, st in sorted(common, key=lambda c: (c[0], SETS.index(c[1]) if c[1] in SETS else len(SETS), c[1])):
+        ia, ib = ca[(scale, st)], cb[(scale, st)]
+        if set(ia) != set(ib):
+            raise ValueError(f"{st} ×{scale}: the two files score different images ({len(ia)} in {a}, {len(ib)} "
+                             f"in {b}); a paired comparison needs the same images")
+        d = [ia[k][0] - ib[k][0] for k in sorted(ia)]
+        n = len(d)
+        mean = statistics.fmean(d)
+        sd = statistics.stdev(d) if n > 1 else float("nan")
+        se = sd / math.sqrt(n) if n > 1 else float("nan")
+        half = float(student_t.ppf(0.975, n - 1)) * se if n > 1 else float("nan")
+        out.append({"a": name_a, "b": name_b, "set": st, "scale": scale, "images": n, "mean_psnr_diff": mean,
+                    "sd": sd, "se": se, "ci95": (mean - half, mean + half), "a_better": sum(x > 0 for x in d),
+                    "a_worse": sum(x < 0 for x in d),
+                    "mean_ssim_diff": statistics.fmean(ia[k][1] - ib[k][1] for k in ia)})
+    return out
+
+
+def paired_table(cells: list[dict]) -> str:
+    """:func:`paired_difference` as a Markdown table."""
+    lines = [f"{cells[0]['a']} − {cells[0]['b']}, per image (PSNR-Y dB; 95 % interval of the mean, Student's t)", "",
+             "| scale | set | images | ΔPSNR | sd | 95 % interval | A better / worse | ΔSSIM |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        lo, hi = c["ci95"]
+        lines.append(f"| ×{c['scale']} | {c['set']} | {c['images']} | {c['mean_psnr_diff']:+.3f} | {c['sd']:.3f} | "
+                     f"[{lo:+.3f}, {hi:+.3f}] | {c['a_better']} / {c['a_worse']} | {c['mean_ssim_diff']:+.4f} |")
     return "\n".join(lines) + "\n"
