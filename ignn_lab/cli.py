@@ -264,7 +264,7 @@ def cmd_bench(a) -> int:
         from ignn_lab.lab.bench_train import VARIANTS, run as bench_train
 
         variants = tuple(_csv(a.variants)) if a.variants else VARIANTS[:3]
-        bench_train(a.json, quick=a.quick, variants=variants, data_root=a.data_root)
+        bench_train(a.json, quick=a.quick, variants=variants, data_root=a.data_root, threads=a.threads)
         print(Path(a.json).with_suffix(".md").read_text(), end="")
     elif a.what == "explorer":
         from ignn_lab.lab.bench_explorer import run
@@ -541,7 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     bt = bench("train", "training steps/s of EDSR-lite and IGNN-lite, alternately in one process: fp32, "
                "contiguous activations, bfloat16 autocast, torch.compile")
     bt.add_argument("--quick", action="store_true", help="3 timed steps per model and variant")
-    bt.add_argument("--variants", help="fp32,fp32-contiguous,bf16,bf16-compile (default: the first three)")
+    bt.add_argument("--variants", help="fp32,fp32-contiguous,bf16,bf16-contiguous,bf16-compile (default: the first "
+                    "three)")
+    bt.add_argument("--threads", type=int, help="torch threads (default: all cores; the lite recipe trains one "
+                    "run per core with 1)")
     bt.add_argument("--data-root", help="datasets folder (T91 crops; random patches without it)")
     bx = bench("explorer", "the interactive explorer: graph build per setting and click latency (median, p95)")
     bx.add_argument("--quick", action="store_true", help="10 clicks, one build per embedding")

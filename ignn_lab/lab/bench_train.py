@@ -2,9 +2,10 @@
 
 One step = the ``lite-x2`` recipe's: 16 LR patches of 48² (real T91 crops when the data root is there, else
 random), forward, L1, backward, Adam. For each variant — float32 (channels-last activations, the kit's default),
-float32 with contiguous activations, bfloat16 autocast, and optionally bfloat16 + ``torch.compile`` — the two
-models are stepped in turn (A, B, A, B, …) so that drift in the machine's speed hits both alike. Writes JSON
-and a Markdown table beside it.
+float32 with contiguous activations, bfloat16 autocast (with either memory format), and optionally bfloat16 +
+``torch.compile`` — the two models are stepped in turn (A, B, A, B, …) so that drift in the machine's speed hits
+both alike. ``threads`` sets torch's thread count (the lite recipe runs one training per core, one thread each).
+Writes JSON and a Markdown table beside it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ignn_lab.lab._machine import machine_info
 
 __all__ = ["VARIANTS", "run", "step_fn"]
 
-VARIANTS = ("fp32", "fp32-contiguous", "bf16", "bf16-compile")
+VARIANTS = ("fp32", "fp32-contiguous", "bf16", "bf16-contiguous", "bf16-compile")
 MODELS = ("edsr-lite", "ignn-lite")
 
 
@@ -49,7 +50,7 @@ def step_fn(name: str, variant: str, lr: torch.Tensor, hr: torch.Tensor, *, scal
 
     torch.manual_seed(0)
     model = build(name, scale, **overrides).train()
-    if variant == "fp32-contiguous":
+    if variant.endswith("-contiguous"):
         model.memory_format = torch.contiguous_format
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     fwd = torch.compile(model) if variant.endswith("compile") else model
@@ -78,12 +79,27 @@ def _alternate(fns: dict[str, Callable], repeats: int) -> dict[str, list[float]]
 
 
 def run(json_path: str | os.PathLike, *, quick: bool = False, variants: tuple[str, ...] = VARIANTS[:3],
-        repeats: int | None = None, data_root=None) -> dict:
-    """Time the variants and write ``json_path`` (+ ``.md``); returns the dict."""
+        repeats: int | None = None, data_root=None, threads: int | None = None) -> dict:
+    """Time the variants and write ``json_path`` (+ ``.md``); returns the dict.
+
+    ``threads``: torch threads for the run (default: torch's, all cores), restored afterwards.
+    """
     reps = repeats or (3 if quick else 12)
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        return _run(json_path, quick, variants, reps, data_root)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(json_path, quick: bool, variants: tuple[str, ...], reps: int, data_root) -> dict:
     lr, hr, source = _batch(2, 16, 48, data_root)
     out: dict[str, Any] = {"machine": machine_info(), "batch": "16 × 48² LR (×2)", "data": source,
-                           "repeats": reps, "variants": {}}
+                           "repeats": reps, "torch_threads": torch.get_num_threads(), "variants": {}}
     for variant in variants:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; accepted: {', '.join(VARIANTS)}")
@@ -104,7 +120,8 @@ def run(json_path: str | os.PathLike, *, quick: bool = False, variants: tuple[st
         for name, v in out["variants"].items():
             v["speedup_vs_fp32"] = {m: base["median_step_s"][m] / v["median_step_s"][m] for m in MODELS}
     atomic_write_bytes(json_path, json.dumps(out, indent=1).encode())
-    lines = ["| variant | EDSR-lite step (s) | IGNN-lite step (s) | IGNN / EDSR | speed-up vs fp32 (EDSR, IGNN) |",
+    lines = [f"{out['torch_threads']} torch thread(s); {source}; median of {reps} steps per model, alternating", "",
+             "| variant | EDSR-lite step (s) | IGNN-lite step (s) | IGNN / EDSR | speed-up vs fp32 (EDSR, IGNN) |",
              "|---|---|---|---|---|"]
     for name, v in out["variants"].items():
         sp = v.get("speedup_vs_fp32", {})

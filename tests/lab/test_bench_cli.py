@@ -26,6 +26,8 @@ from ignn_lab.lab import bench_compare
     (["bench", "sweep", "--json", "w.json", "--bodies", "12x32x1", "--minutes", "1", "--jobs", "1",
       "--data-root", "D"], {"bodies": "12x32x1", "minutes": 1.0, "jobs": 1, "data_root": "D"}),
     (["bench", "compare", "--base", "main", "--quick", "--rounds", "3"], {"base": "main", "quick": True, "rounds": 3}),
+    (["bench", "train", "--json", "t.json", "--quick", "--variants", "bf16,bf16-contiguous", "--threads", "1"],
+     {"quick": True, "variants": "bf16,bf16-contiguous", "threads": 1}),
 ])
 def test_every_benchmark_option_is_on_the_command_line(argv, expected):
     a = build_parser().parse_args(argv)
@@ -91,3 +93,22 @@ def test_compare_against_this_checkout_is_identical(tmp_path):
     assert (tmp_path / "c.md").read_text().count("| knn ") == 8
     after = subprocess.run(["git", "-C", str(root), "worktree", "list"], capture_output=True, text=True).stdout
     assert after == before
+
+
+def test_bench_train_times_both_models_per_variant_on_the_threads_asked(tmp_path, capsys):
+    import torch
+
+    from ignn_lab.lab import bench_train
+
+    before = torch.get_num_threads()
+    res = bench_train.run(tmp_path / "t.json", variants=("fp32", "bf16-contiguous"), repeats=1, threads=1)
+    assert torch.get_num_threads() == before and res["torch_threads"] == 1
+    for v in ("fp32", "bf16-contiguous"):
+        med = res["variants"][v]["median_step_s"]
+        assert set(med) == {"edsr-lite", "ignn-lite"} and all(t > 0 for t in med.values())
+        assert res["variants"][v]["ratio_ignn_over_edsr"] == med["ignn-lite"] / med["edsr-lite"]
+    assert res["variants"]["fp32"]["speedup_vs_fp32"] == {"edsr-lite": 1.0, "ignn-lite": 1.0}
+    assert json.loads((tmp_path / "t.json").read_text())["variants"].keys() == {"fp32", "bf16-contiguous"}
+    assert "| bf16-contiguous |" in (tmp_path / "t.md").read_text()
+    assert main(["bench", "train", "--json", str(tmp_path / "u.json"), "--variants", "fp16"]) == 2
+    assert "unknown variant 'fp16'" in capsys.readouterr().err
