@@ -37,8 +37,11 @@ def test_every_table_has_rows_in_every_profile(profile, tmp_path):
     assert {r.published for r in main.rows if r.label.endswith("+")} == {None}
 
 
-def test_lite_needs_the_trained_models_and_says_how(tmp_path):
+def test_lite_needs_the_trained_models_and_says_how(tmp_path, monkeypatch):
     from ignn_lab.lab.reproduce import plan_runs
+    from ignn_lab.models import pretrained
+
+    monkeypatch.setattr(pretrained, "weights_dir", lambda: tmp_path / "no-weights")  # as if nothing shipped
 
     with pytest.raises(ValueError, match="ignn-lite-x3 is not shipped.*`ignn-lab train --config lite-x3 --out "
                                          "runs/train/ignn-lite-x3`"):
