@@ -91,12 +91,12 @@ def run(json_path: str | os.PathLike, *, quick: bool = False, variants: tuple[st
             raise ValueError(f"threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     try:
-        return _run(json_path, quick, variants, reps, data_root)
+        return _run(json_path, variants, reps, data_root)
     finally:
         torch.set_num_threads(before)
 
 
-def _run(json_path, quick: bool, variants: tuple[str, ...], reps: int, data_root) -> dict:
+def _run(json_path, variants: tuple[str, ...], reps: int, data_root) -> dict:
     lr, hr, source = _batch(2, 16, 48, data_root)
     out: dict[str, Any] = {"machine": machine_info(), "batch": "16 × 48² LR (×2)", "data": source,
                            "repeats": reps, "torch_threads": torch.get_num_threads(), "variants": {}}
