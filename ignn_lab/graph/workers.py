@@ -43,6 +43,10 @@ def thread_work(device: torch.device) -> dict[str, Tensor]:
 
 
 def _start_worker(ready: threading.Barrier) -> None:
+    # torch sets up each OS thread's thread count lazily, at its first parallel operation, from the process
+    # default (the caller's count): ask first, so that this lazy set-up runs now and cannot undo the 1 below
+    # later (workers would run 2-thread teams, and the extra OpenMP threads slow the whole process)
+    torch.get_num_threads()
     torch.set_num_threads(1)  # this worker's own setting (per OS thread in PyTorch's OpenMP builds)
     ready.wait()
 

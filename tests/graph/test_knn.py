@@ -4,6 +4,7 @@ ties, the torch backend's tiling and selection, the backend choice, and argument
 from __future__ import annotations
 
 import sys
+import threading
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import ignn_lab.graph.knn_torch as knn_torch
 from ignn_lab.graph import cross_scale_knn
 from ignn_lab.graph.faiss_ops import heap_smallest
 from ignn_lab.graph.patches import im2patch_rows
+from ignn_lab.graph.workers import parallel_bands
 from tests.graph.support import (BACKENDS, HAS_FAISS, HAS_KERNELS, check_against_brute, needs_cuda, needs_faiss,
                                  needs_kernels, periodic_son)
 
@@ -236,6 +238,33 @@ def test_parallel_bands_keep_the_callers_thread_setting(threads):
         assert torch.get_num_threads() == threads
         ref = cross_scale_knn(query, son, k=4, window=6, backend="reference")
         assert torch.equal(res.index, ref.index) and torch.equal(res.distance, ref.distance)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_parallel_bands_run_every_part_on_one_thread():
+    """Each part runs in a single-threaded worker, also after torch's lazy per-thread set-up (which reads the
+    process default, the caller's count): 2-thread workers put extra OpenMP teams in the process, which slowed
+    every later network call, searches or not. Threads made later still default to the caller's count."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seen = []
+
+        def part(parts: list[int]) -> None:
+            torch.zeros(4).add_(1)  # a first ATen operation in this thread
+            seen.append((threading.get_ident(), torch.get_num_threads()))
+
+        for _ in range(2):
+            parallel_bands(part, 8, torch.device("cpu"))
+        assert {n for _, n in seen} == {1}
+        assert threading.get_ident() not in {t for t, _ in seen}
+        assert torch.get_num_threads() == 2
+        later = []
+        t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert later == [2]
     finally:
         torch.set_num_threads(before)
 
