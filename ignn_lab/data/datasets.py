@@ -7,14 +7,13 @@ environment variable, ``../shared/datasets`` next to the current directory or ne
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ignn_lab.data.io import IMAGE_SUFFIXES, read_image
+from ignn_lab.data.io import IMAGE_SUFFIXES, read_image, sha256_file
 
 __all__ = [
     "BENCHMARK_SETS", "TRAINING_SETS", "EMBEDDED_SETS", "ImageRecord", "DataCheck",
@@ -179,14 +178,6 @@ class DataMismatchError(ValueError):
     """A named benchmark set whose files are not the ones ``MANIFEST.tsv`` lists."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_data_root(data_root: str | os.PathLike | None = None, sets: list[str] | None = None,
                     progress: bool = False, *, contents: list[str] | None = None) -> DataCheck:
     """Verify a data root against ``MANIFEST.tsv``: every listed file present with its size and sha256, and no
@@ -222,7 +213,7 @@ def check_data_root(data_root: str | os.PathLike | None = None, sets: list[str] 
         if not p.is_file():
             report.missing.append(r["path"])
         elif str(p.stat().st_size) != r["bytes"] or ((hashed is None or r["path"] in hashed)
-                                                     and _sha256(p) != r["sha256"]):
+                                                     and sha256_file(p) != r["sha256"]):
             report.altered.append(r["path"])
         else:
             report.ok += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -14,7 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "ImageInfo", "ImageReadError", "OutputError", "atomic_write_bytes",
-           "check_image_array", "json_bytes", "probe_image", "read_image", "write_image"]
+           "check_image_array", "json_bytes", "probe_image", "read_image", "sha256_file", "write_image"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _ACCEPTED = "8-bit RGB or 8-bit greyscale (PNG, JPEG, BMP, TIFF, WebP, PPM/PGM)"
@@ -233,3 +234,12 @@ def json_bytes(obj: Any) -> bytes:
     """Strict JSON (RFC 8259) of plain data, indented: a non-finite float (the PSNR of two equal images is +inf)
     becomes ``null``, so that every JSON reader parses the file."""
     return (json.dumps(_finite(obj), indent=1, allow_nan=False) + "\n").encode()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

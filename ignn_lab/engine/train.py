@@ -224,8 +224,7 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
     try:
         torch.manual_seed(config.seed)
         model = build(config.model, config.scale, **config.model_overrides)
-        if config.init_from and state is None:
-            init_from(model, config.init_from)
+        initialised = init_from(model, config.init_from) if config.init_from and state is None else None
         model = model.to(dev).train()
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps,
@@ -265,7 +264,8 @@ def fit(config: TrainConfig | None, out: str | os.PathLike, *, resume: bool = Fa
                      "host": platform.node(), **environment(), "train_config": config.to_dict()}
         # A resumed run may have changed steps (the schedule) or the code: every session's command stays on record.
         sessions.append({"command": prov_base["command"], "from_step": step, "steps": config.steps,
-                         "git_commit": prov_base["git_commit"]})
+                         "git_commit": prov_base["git_commit"],
+                         **({"init_from": initialised} if initialised is not None else {})})
         prov_base["sessions"] = sessions
         eval_model = ema if ema is not None else model
         t_start = time.perf_counter()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ignn_lab.data.io import sha256_file
 from ignn_lab.engine.train_config import TrainConfig, load_config
 from ignn_lab.models.checkpoint import CheckpointError, read_checkpoint
 
@@ -65,9 +66,10 @@ def read_training_state(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def init_from(model: nn.Module, source: str) -> list[str]:
+def init_from(model: nn.Module, source: str) -> dict:
     """Copy the tensors of a kit checkpoint (a path or a shipped name) whose name and shape match; returns the
-    names copied."""
+    record the run keeps: the source as given, its file and sha256 (a shipped name may later name other
+    weights), the sessions that trained it, and how many tensors were copied."""
     from ignn_lab.models.pretrained import list_pretrained, pretrained_path
 
     path = Path(source).expanduser()
@@ -87,7 +89,9 @@ def init_from(model: nn.Module, source: str) -> list[str]:
         raise CheckpointError(f"init_from={path}: no tensor matches the model {type(model).__name__} by name and "
                               "shape")
     model.load_state_dict({k: state[k] for k in copied}, strict=False)
-    return copied
+    prov = obj.get("provenance") if isinstance(obj.get("provenance"), dict) else {}
+    return {"source": source, "path": str(path.resolve()), "sha256": sha256_file(path),
+            "sessions": prov.get("sessions"), "tensors": len(copied), "of": len(own)}
 
 
 def resumed_config(saved: dict, given: TrainConfig | None, path: Path) -> TrainConfig:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import ignn_lab
-from ignn_lab.data.io import atomic_write_bytes
+from ignn_lab.data.io import atomic_write_bytes, sha256_file
 from ignn_lab.lab.tables import PROFILES, TABLES, RunSpec, TableSpec, table_spec
 
 __all__ = ["PlannedRun", "ReproduceReport", "assemble_table", "code_commit", "emit_jobs", "execute_plan",
@@ -65,12 +65,6 @@ def code_commit() -> str | None:
     return f"{head}+dirty.{h.hexdigest()[:12]}"
 
 
-def _sha256(path: str | os.PathLike) -> str:
-    from ignn_lab.lab.training import sha256_file
-
-    return sha256_file(path)
-
-
 def _canonical(value, files: dict[str, str]):
     """Parameters with every checkpoint path replaced by ``sha256:<hex>`` (the key must not depend on where a
     file lives), dicts sorted by key."""
@@ -98,8 +92,8 @@ def run_key(spec: RunSpec, *, commit: str | None = None) -> tuple[str, dict]:
     missing = [f for f in spec.files if not Path(f).is_file()]
     if missing:
         raise FileNotFoundError(f"run {spec.name}: checkpoint(s) {missing} do not exist")
-    files = {f: _sha256(f) for f in spec.files}
-    parts = {"notebook": spec.notebook, "notebook_sha256": _sha256(find_notebook(spec.notebook)),
+    files = {f: sha256_file(f) for f in spec.files}
+    parts = {"notebook": spec.notebook, "notebook_sha256": sha256_file(find_notebook(spec.notebook)),
              "parameters": _canonical(spec.parameters, files), "ignn_lab": ignn_lab.__version__,
              "commit": commit if commit is not None else code_commit()}
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()

@@ -9,17 +9,17 @@ Jupyter output while a run trains.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import threading
 from pathlib import Path
 from typing import Any, Iterable
 
+from ignn_lab.data.io import sha256_file
 from ignn_lab.lab.results import lab_provenance, write_lab_results
 
-__all__ = ["RESUME_MODES", "LiveCurves", "compare_curves", "curves_png", "evaluate_checkpoint", "fit_or_resume", "run_config",
-           "sha256_file", "train_and_evaluate"]
+__all__ = ["RESUME_MODES", "LiveCurves", "compare_curves", "curves_png", "evaluate_checkpoint", "fit_or_resume",
+           "run_config", "train_and_evaluate"]
 
 #: ``resume`` values: False or None (start; refuse a folder that holds a run), True (continue ``last.pt``),
 #: ``"auto"`` (continue when the folder's run has the same config up to
@@ -29,15 +29,6 @@ RESUME_MODES = (None, False, True, "auto")
 #: What the trainer writes into a run folder (removed before a fresh start with ``resume="auto"``).
 _RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "curves.png", "config.json")
 _RUN_DIRS = ("tensorboard", "eval", "eval-x8")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def run_config(config: Any, overrides: dict | list[str] | None = None, *, steps: int | None = None,

@@ -207,3 +207,20 @@ def test_an_existing_run_is_not_overwritten_without_resume(data, capsys):
     assert (data / "run" / "last.pt").read_bytes() == before
     rc, err = _main(["train", "--out", str(data / "run"), "--resume", "--quiet", "--set", "lr=0.1"], capsys)
     assert rc == 2 and "only" in err and "'lr'" in err
+
+
+def test_init_from_is_on_record_with_the_source_file_and_its_lineage(data):
+    """A run started from another's weights keeps which file it was (sha256: a shipped name may later name other
+    weights) and the sessions that trained it, through a resume and into best.pt."""
+    import hashlib
+
+    fit(_config(data, steps=2), data / "a", progress=False)
+    source = data / "a" / "best.pt"
+    fit(_config(data, steps=2, init_from=str(source)), data / "b", progress=False)
+    fit(_config(data, steps=3, init_from=str(source)), data / "b", resume=True, progress=False)
+    sessions = load(data / "b" / "best.pt").provenance["sessions"]
+    assert [s["from_step"] for s in sessions] == [0, 2] and "init_from" not in sessions[1]
+    record = sessions[0]["init_from"]
+    assert record["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert record["path"] == str(source.resolve()) and record["source"] == str(source)
+    assert record["sessions"] == load(source).provenance["sessions"] and record["tensors"] == record["of"] > 0
