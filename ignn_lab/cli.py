@@ -347,7 +347,11 @@ def cmd_compare(a) -> int:
 def cmd_curves(a) -> int:
     from ignn_lab.lab.training import compare_curves
 
-    res = compare_curves(a.runs, a.out, labels=_csv(a.labels) if a.labels else None, title=a.title)
+    offsets = _csv(a.offsets) if a.offsets else None
+    if offsets is not None and not all(x.isdigit() for x in offsets):
+        raise ValueError(f"--offsets {a.offsets!r}: expected whole step counts >= 0, comma-separated")
+    res = compare_curves(a.runs, a.out, labels=_csv(a.labels) if a.labels else None, title=a.title,
+                         offsets=[int(x) for x in offsets] if offsets else None)
     for label, r in res["runs"].items():
         best = "no validation yet" if r["best_val_psnr"] is None else \
             f"best validation {r['best_val_psnr']:.3f} dB at step {r['best_step']}"
@@ -595,6 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     cu.add_argument("--out", required=True, help="the figure (.png, .pdf or .svg)")
     cu.add_argument("--labels", help="one label per run, comma-separated (default: the folder names)")
     cu.add_argument("--title")
+    cu.add_argument("--offsets", help="steps added to each run's own, comma-separated (a run started from "
+                    "another's weights, drawn after them)")
     cu.set_defaults(func=cmd_curves)
 
     cf = sub.add_parser("configs", help="list the shipped training configs")

@@ -204,19 +204,23 @@ def curves_png(out: str | os.PathLike, *, title: str, dpi: int = 80) -> bytes | 
 
 
 def compare_curves(runs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
-                   labels: Iterable[str] | None = None, title: str | None = None) -> dict:
+                   labels: Iterable[str] | None = None, title: str | None = None,
+                   offsets: Iterable[int] | None = None) -> dict:
     """One loss / validation-PSNR figure of several run folders (``ignn-lab curves``), written atomically.
 
     Args:
         runs: run folders of ``ignn-lab train`` (each with a ``log.jsonl``).
         out: the figure (``.png``, ``.pdf`` or ``.svg``).
         labels: one per run (default: the folder names).
+        offsets: steps added to each run's own (default 0): a run started from another's weights
+            (``init_from``) drawn after the steps that made them.
 
     Returns:
         ``{"figure", "runs": {label: {"folder", "last_step", "best_val_psnr", "best_step"}}}``.
 
     Raises:
-        ValueError: a folder without a log, or a number of labels other than the number of runs.
+        ValueError: a folder without a log, a number of labels or offsets other than the number of runs, or a
+            negative offset.
     """
     import matplotlib.pyplot as plt
 
@@ -227,10 +231,13 @@ def compare_curves(runs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
     names = list(labels) if labels is not None else [f.name for f in folders]
     if len(names) != len(folders):
         raise ValueError(f"{len(names)} labels for {len(folders)} runs: give one label per run folder")
+    shifts = [int(x) for x in offsets] if offsets is not None else [0] * len(folders)
+    if len(shifts) != len(folders) or min(shifts, default=0) < 0:
+        raise ValueError(f"offsets {shifts} for {len(folders)} runs: give one step count >= 0 per run folder")
     records, summary = {}, {}
-    for name, folder in zip(names, folders):
+    for name, folder, shift in zip(names, folders, shifts):
         log = folder / "log.jsonl"
-        recs = read_log(log) if log.is_file() else []
+        recs = [{**r, "step": r["step"] + shift} for r in read_log(log)] if log.is_file() else []
         if not recs:
             raise ValueError(f"{folder}: no training log (log.jsonl); expected a run folder of ignn-lab train")
         records[name] = recs

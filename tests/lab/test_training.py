@@ -116,6 +116,13 @@ def test_compare_curves_of_several_runs_and_clean_errors(tmp_path, capsys):
     assert (res["runs"]["B"]["best_val_psnr"], res["runs"]["B"]["best_step"]) == (29.9, 30)
     with pytest.raises(ValueError, match="1 labels for 2 runs"):
         compare_curves([tmp_path / "a", tmp_path / "b"], tmp_path / "d.png", labels=["A"])
+    shifted = compare_curves([tmp_path / "a", tmp_path / "b"], tmp_path / "f.png", offsets=[0, 30])
+    assert (shifted["runs"]["b"]["last_step"], shifted["runs"]["b"]["best_step"]) == (60, 60)
+    assert shifted["runs"]["a"]["last_step"] == 30
+    with pytest.raises(ValueError, match="offsets"):
+        compare_curves([tmp_path / "a", tmp_path / "b"], tmp_path / "g.png", offsets=[5])
+    assert main(["curves", str(tmp_path / "a"), "--out", str(tmp_path / "h.png"), "--offsets", "x"]) == 2
+    assert "--offsets 'x': expected whole step counts" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["curves", str(tmp_path / "a"), str(tmp_path / "empty"), "--out", str(tmp_path / "e.png")]) == 2
     err = capsys.readouterr().err
