@@ -39,7 +39,7 @@ SMOKE_LIMIT = 1
 SMOKE_BUDGET = {"steps": 20, "batch": 4, "patch_size": 24, "train_sets": ["T91"], "val_count": 1,
                 "warmup_steps": 5, "val_every": 20, "log_every": 10, "save_every": 20}
 #: Config overrides of every lite ablation variant: the same steps for all (see docs/lab.md for the sizing).
-LITE_BUDGET = {"steps": 2500}
+LITE_BUDGET = {"steps": 1000, "warmup_steps": 100, "ema_decay": 0.995}
 #: Where the lite ablation variants are trained (``--checkpoints`` overrides it): ``<dir>/<run>/best.pt``.
 LITE_VARIANT_DIR = "runs/lite-ablation"
 

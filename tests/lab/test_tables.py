@@ -1,5 +1,6 @@
 """The reproduce spec: every table plans in every profile, and the ablation configs are one-switch variants."""
 
+import json
 import subprocess
 
 import pytest
@@ -140,8 +141,8 @@ def test_train_script_shares_the_work_resumes_and_stops_in_time(tmp_path):
                                                                                 "lite-x2-vgg-random")}
     seed1 = next(line for line in lines if "lite-x2-seed1" in line)
     head, minutes = seed1.rsplit(" --max-minutes ", 1)
-    assert head == (f"train --config lite-x2 --out {tmp_path / 'v' / 'lite-x2-seed1'} --set seed=1 --set steps="
-                    f"{LITE_BUDGET['steps']} --resume")
+    budget = " ".join(f"--set {k}={json.dumps(v)}" for k, v in LITE_BUDGET.items())
+    assert head == f"train --config lite-x2 --out {tmp_path / 'v' / 'lite-x2-seed1'} --set seed=1 {budget} --resume"
     assert minutes in ("29 --quiet", "30 --quiet")  # the minutes left of MINUTES=30
     assert sum(o.count(": finished at step") for o in outs) == 3
     assert all((tmp_path / "v" / n / "FINISHED").is_file() for n in ("lite-x2", "lite-x2-vgg-random"))
