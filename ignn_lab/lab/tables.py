@@ -43,12 +43,17 @@ LITE_BUDGET = {"steps": 1000, "warmup_steps": 100, "ema_decay": 0.995}
 #: Where the lite ablation variants are trained (``--checkpoints`` overrides it): ``<dir>/<run>/best.pt``.
 LITE_VARIANT_DIR = "runs/lite-ablation"
 
-def _variant(lite_config: str, paper: dict | None = None, **paper_model_overrides) -> dict:
-    """A learned variant: its lite config, and its switch on ``paper-x2`` (config fields, or model fields)."""
+def _variant(lite_config: str, paper: dict | None = None, *, run: str | None = None,
+             **paper_model_overrides) -> dict:
+    """A learned variant: its lite config, and its switch on ``paper-x2`` (config fields, or model fields).
+
+    ``run`` names the lite variant's folder when the config's own name would be taken: a folder named like a
+    shipped checkpoint (``edsr-lite-x2``) would be found by ``main --checkpoints`` in its place."""
     over = dict(paper or {})
     if paper_model_overrides:
         over["model_overrides"] = paper_model_overrides
-    return {"lite": {"config": lite_config, "overrides": {}}, "paper": {"config": "paper-x2", "overrides": over}}
+    lite = {"config": lite_config, "overrides": {}, **({"run": run} if run else {})}
+    return {"lite": lite, "paper": {"config": "paper-x2", "overrides": over}}
 
 
 #: The learned variants: key -> {kind: {"config": train config, "overrides": {...}}}. ``lite`` is used by the
@@ -68,7 +73,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "window-larger": _variant("lite-x2-window16", window=60),
     "same-scale": _variant("lite-x2-same-scale", cross_scale=False),
     "nonlocal": _variant("lite-x2-nonlocal", {"model": "nonlocal"}),
-    "no-graph": _variant("edsr-lite-x2", {"model": "edsr"}),
+    "no-graph": _variant("edsr-lite-x2", {"model": "edsr"}, run="lite-x2-no-graph"),
     "other-embedding": _variant("lite-x2-vgg-random", embedding="pixel"),
 }
 
@@ -267,6 +272,8 @@ def _main_rows(profile: str, checkpoints, device: str) -> list[Row]:
 
 
 def _variant_run_name(variant: dict) -> str:
+    if variant.get("run"):
+        return variant["run"]
     seed = variant.get("overrides", {}).get("seed")
     return variant["config"] + (f"-seed{seed}" if seed else "")
 

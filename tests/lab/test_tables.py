@@ -109,6 +109,21 @@ def test_train_commands_cover_every_variant_and_parse(tmp_path):
     assert set(lite_variant_runs(["embedding"])) == {"lite-x2", "lite-x2-seed1", "lite-x2-vgg-random"}
 
 
+def test_variant_folders_never_shadow_a_shipped_checkpoint(tmp_path):
+    """``main --checkpoints DIR`` reads ``DIR/NAME/best.pt`` as the shipped NAME: a variant trained in DIR under
+    such a name would be scored in the shipped model's place."""
+    from ignn_lab.models.pretrained import list_pretrained
+
+    main_names = {"edsr-lite-x2", "ignn-lite-x2", "ignn-lite-x3", "ignn-lite-x4"}
+    assert not set(lite_variant_runs()) & (main_names | set(list_pretrained()))
+    assert lite_variant_runs(["same-vs-cross"])["lite-x2-no-graph"] == {"config": "edsr-lite-x2", "overrides": {}}
+    for name in lite_variant_runs():  # a folder of trained variants, and nothing else
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "best.pt").write_bytes(name.encode())
+    files = {f for row in table_spec("main", "lite", checkpoints=tmp_path).rows for f in row.run.files}
+    assert files and not any(str(tmp_path) in f for f in files)
+
+
 def test_smoke_budget_is_a_valid_override():
     cfg = load_config("smoke", SMOKE_BUDGET)
     assert cfg.steps == SMOKE_BUDGET["steps"] and cfg.train_sets == ("T91",)
