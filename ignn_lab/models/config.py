@@ -206,19 +206,27 @@ class IGNNConfig(_BodyConfig):
         n_feats, n_resblocks, res_scale, rgb_range, hr_feats: as in :class:`EDSRConfig` (``hr_feats`` is also
             the width of ``fuse_up``, which works at g× the LR size).
         graph_position: number of residual blocks before the graph (None: ``n_resblocks // 2``, the paper).
-        aggregation: ``graph`` (IGNN) or ``nonlocal`` (a dense same-scale non-local block at the same
-            position, no HR skip: the non-local baseline).
+        aggregation: ``graph`` (IGNN) or ``nonlocal`` (a same-scale non-local block at the same position, no
+            HR skip: the non-local baseline).
+        nonlocal_region: with ``aggregation="nonlocal"``, attend within cells of this side (region-level, as
+            in RNAN / SAN) instead of over the whole image (None: dense).
         graph: the :class:`GraphConfig` switches (used when ``aggregation == "graph"``).
     """
 
     arch = "ignn"
     graph_position: int | None = None
     aggregation: Aggregation = "graph"
+    nonlocal_region: int | None = None
     graph: GraphConfig = field(default_factory=GraphConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        if self.nonlocal_region is not None:
+            _check_int("nonlocal_region", self.nonlocal_region)
+            if self.aggregation != "nonlocal":
+                raise ValueError(f"nonlocal_region={self.nonlocal_region} applies to aggregation='nonlocal' "
+                                 f"only, got aggregation={self.aggregation!r}")
         if isinstance(self.graph, dict):  # tolerate a nested dict (e.g. from JSON); still strict on keys
             object.__setattr__(self, "graph", GraphConfig.from_dict(self.graph))
         if not isinstance(self.graph, GraphConfig):

@@ -63,7 +63,7 @@ class IGNN(nn.Module):
             ca = self.gcn.out_channels
             self.fuse_b = nn.Sequential(conv_block(c + ca, c, act=True), conv_block(c, c))
         else:
-            self.nonlocal_block = NonLocalBlock(c)
+            self.nonlocal_block = NonLocalBlock(c, region=config.nonlocal_region)
         self.body2 = nn.Sequential(*[ResBlock(c, res_scale=config.res_scale)
                                      for _ in range(config.n_resblocks - pos)], conv_block(c, c))
         hc = config.hr_feats or c

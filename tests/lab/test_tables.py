@@ -84,6 +84,8 @@ def test_variant_configs_switch_one_thing_of_lite_x2():
         model = build(cfg["model"], cfg["scale"], **cfg["model_overrides"])
         if name == "edsr-lite-x2":
             assert not hasattr(model, "gcn") and not getattr(model, "needs_son", False)
+    # the region-level non-local block trains densely: its cell is the training patch
+    assert load_config("lite-x2-nonlocal").model_overrides["nonlocal_region"] == load_config("lite-x2").patch_size
     n = build("ignn-lite", 2).config.n_resblocks
     middle = build("ignn-lite", 2).config.position
     early = build("ignn-lite", 2, **load_config("lite-x2-early").model_overrides).config.position

@@ -45,6 +45,7 @@ CHANGES = [
     {"agg_channels": None},
     {"edge_channels": 4},
     {"aggregation": "nonlocal"},
+    {"aggregation": "nonlocal", "nonlocal_region": 8},
 ]
 
 
