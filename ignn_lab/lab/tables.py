@@ -90,7 +90,7 @@ ABLATION_ROWS: dict[str, list[tuple[str, dict[str, str], str]]] = {
                   ("no-adapn", _both("no AdaPN"), ""),
                   ("uniform", _both("uniform weights (no ECN)"), ""),
                   ("distance", _both("distance weights (no ECN)"), "")],
-    # lite: {position} / {blocks} are read from the variant's network (the lite body may change)
+    # lite: {position} / {blocks} / {region} are read from the variant's network (the lite body may change)
     "position": [("early", {"lite": "early (after block {position} of {blocks})",
                             "paper": "early (after block 8 of 32)"}, ""),
                  ("baseline", {"lite": "middle (after block {position} of {blocks}; baseline)",
@@ -109,7 +109,8 @@ ABLATION_ROWS: dict[str, list[tuple[str, dict[str, str], str]]] = {
                        "reference"),
                       _SEED_ROW,
                       ("same-scale", _both("same-scale graph"), ""),
-                      ("nonlocal", _both("non-local block"), ""),
+                      ("nonlocal", {"lite": "non-local block (within {region}² cells)",
+                                    "paper": "non-local block (dense)"}, ""),
                       ("no-graph", {"lite": "no graph (EDSR-lite)", "paper": "no graph (EDSR)"}, "")],
     "embedding": [("baseline", {"lite": "pixel (baseline)", "paper": "vgg-random (baseline)"}, "reference"),
                   _SEED_ROW,
@@ -359,7 +360,7 @@ def _ablation_rows(table: str, profile: str, checkpoints, device: str) -> list[R
 
 
 def _label(text: str, variant: dict) -> str:
-    """A row label; ``{position}`` and ``{blocks}`` are read from the variant's network."""
+    """A row label; ``{position}``, ``{blocks}`` and ``{region}`` are read from the variant's network."""
     if "{" not in text:
         return text
     from ignn_lab.lab.training import run_config
@@ -367,7 +368,8 @@ def _label(text: str, variant: dict) -> str:
 
     cfg = run_config(variant["config"], variant.get("overrides"))
     net = build(cfg.model, cfg.scale, **cfg.model_overrides).config
-    return text.format(position=net.position, blocks=net.n_resblocks)
+    return text.format(position=getattr(net, "position", None), blocks=net.n_resblocks,
+                       region=getattr(net, "nonlocal_region", None))
 
 
 def _unfinished(run_dir: Path) -> bool:
