@@ -172,7 +172,7 @@ def cmd_reproduce(a) -> int:
         print(lite_train_commands(None if a.what == "all" else _csv(a.what), checkpoints=a.checkpoints), end="")
         return 0
     rep = reproduce(a.what, a.profile, out=a.out, jobs=a.jobs, emit_jobs_to=a.emit_jobs, checkpoints=a.checkpoints,
-                    device=a.device, data_root=a.data_root, progress=not a.quiet)
+                    device=a.device, data_root=a.data_root, progress=not a.quiet, replace_cited=a.replace_cited)
     if a.emit_jobs:
         if rep.emitted:
             print(f"wrote {rep.emitted}: a SLURM array of {len(rep.pending)} run(s) ({len(rep.cached)} already "
@@ -470,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoints", metavar="DIR", help="lite: NAME.pt or NAME/best.pt checkpoints and the trained "
                    "ablation variants (default runs/lite-ablation); paper: the released IGNN_x{2,3,4}.pth")
     r.add_argument("--device", help="where networks run (default: cuda for paper, else cpu)")
+    r.add_argument("--replace-cited", action="store_true",
+                   help="run even when a run's folder holds results that another table in --out cites")
     r.add_argument("--train-commands", action="store_true",
                    help="lite: print the commands that train the ablation variants, and exit")
     common(r)

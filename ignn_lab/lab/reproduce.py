@@ -162,6 +162,25 @@ def plan_runs(specs: Iterable[TableSpec], out: str | os.PathLike) -> list[Planne
     return planned
 
 
+def _cited_elsewhere(out: Path, names: list[str], todo: list[PlannedRun]) -> dict[str, list[str]]:
+    """Tables in ``out`` other than ``names`` that cite a run of ``todo`` under another key: running it replaces
+    the folder they point to."""
+    keys = {r.spec.name: r.key for r in todo}
+    found: dict[str, list[str]] = {}
+    for path in sorted(out.glob("*.csv")):
+        if path.stem in names:
+            continue
+        try:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, csv.Error, UnicodeDecodeError):
+            continue
+        runs = sorted({r["run"] for r in rows if r.get("run") in keys and r.get("key") != keys[r["run"]]})
+        if runs:
+            found[path.stem] = runs
+    return found
+
+
 def _write_if_changed(path: Path, data: bytes) -> None:
     if not (path.is_file() and path.read_bytes() == data):
         atomic_write_bytes(path, data)
@@ -517,7 +536,7 @@ def _table_names(tables: str | Iterable[str]) -> list[str]:
 def reproduce(tables: str | Iterable[str] = "all", profile: str = "smoke", *, out: str | os.PathLike | None = None,
               jobs: int = 1, emit_jobs_to: str | os.PathLike | None = None,
               checkpoints: str | os.PathLike | None = None, device: str | None = None,
-              data_root: str | os.PathLike | None = None, progress: bool = True,
+              data_root: str | os.PathLike | None = None, progress: bool = True, replace_cited: bool = False,
               spec: Callable[..., TableSpec] = table_spec) -> ReproduceReport:
     """Plan, run (or emit) and assemble tables; see the module docstring.
 
@@ -530,6 +549,8 @@ def reproduce(tables: str | Iterable[str] = "all", profile: str = "smoke", *, ou
         checkpoints: see :func:`ignn_lab.lab.tables.table_spec`.
         device: where networks run (default ``cuda`` for paper, else ``cpu``).
         data_root: the data root the runs read (``IGNN_LAB_DATA`` for them; not part of the key).
+        replace_cited: run (or emit) even when a run's folder holds another key's results that a table in
+            ``out`` not asked for now cites (that table then cites evidence that is gone).
         spec: ``(table, profile, checkpoints=, device=) -> TableSpec`` (tests pass small tables).
 
     Returns:
@@ -551,6 +572,12 @@ def reproduce(tables: str | Iterable[str] = "all", profile: str = "smoke", *, ou
     todo = [r for r in planned if not r.done()]
     report.cached = [r.spec.name for r in planned if r not in todo]
     report.pending = [r.spec.name for r in todo]
+    cited = {} if replace_cited else _cited_elsewhere(out, names, todo)
+    if cited:
+        said = "; ".join(f"{t} cites {', '.join(rs)}" for t, rs in cited.items())
+        raise ValueError(f"running these tables would replace results that other tables in {out} cite ({said}, "
+                         f"scored under other keys). Reproduce those tables too ({','.join([*names, *cited])}), "
+                         "write to another --out, or pass --replace-cited to let their evidence go")
     def shown(path) -> str:
         rel = os.path.relpath(Path(path).resolve())
         return str(Path(path).resolve()) if rel.startswith("..") else rel

@@ -5,8 +5,8 @@ anchored at the top-left corner (the region-level non-local of RNAN / SAN; the l
 smaller where the size is not a multiple): ``y = x + W·softmax(θ(x)ᵀφ(x))·g(x)`` with 1×1 convs θ, φ, g (C→C/2)
 and W (C/2→C). Dense attention costs HW² — over an hour of one CPU core for the Urban100 ×2 images of the lite
 body — while a region as large as the training patch gives the model, at test time, the same extent it was trained
-with at HW·region² cost. The attention is computed with ``scaled_dot_product_attention`` (scale 1,
-memory-efficient), so large images never materialise an HW×HW matrix.
+with at HW·region² cost. The attention is ``scaled_dot_product_attention`` (scale 1); on CPU its memory grows with
+the square of the cell's pixel count too (a dense 200×200 map took 14 GB here), another reason for cells.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """reproduce: keys, the cache, a SLURM script whose lines run locally, assembled tables with provenance."""
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -158,6 +159,26 @@ def test_emit_run_two_lines_assemble_cache_and_rerun_one(data_root, tmp_path):
     assert (out / "t-ablation.csv").read_bytes() != first["t-ablation.csv"]  # its bicubic row changed
     ga_rows = [c for c in csv.DictReader(open(out / "t-ablation.csv")) if c["run"] == "ga"]
     assert ga_rows[0]["psnr"] == abl["GraphAgg* default"]["psnr"]
+
+
+def test_a_run_cited_by_another_table_is_not_replaced_silently(tmp_path):
+    """A table in OUT that is not asked for now cites run ``bic`` under an older key: running ``bic`` again would
+    empty the folder that table points to, so reproduce refuses, says which, and goes on when told to."""
+    out, script = tmp_path / "out", tmp_path / "jobs.sh"
+    out.mkdir()
+    header = "table,row,run,run_dir,key\n"
+    (out / "t-old.csv").write_text(header + "t-old,Bicubic,bic,runs/bic,0123abcd\n")
+    (out / "t-unrelated.csv").write_text(header + "t-unrelated,x,other,runs/other,0123abcd\n")
+    with pytest.raises(ValueError, match=r"t-old cites bic.*\(t-results,t-old\).*--replace-cited"):
+        reproduce(["t-results"], "smoke", out=out, emit_jobs_to=script, spec=_spec_fn(), progress=False)
+    assert not script.exists()
+    rep = reproduce(["t-results", "t-old"], "smoke", out=out, emit_jobs_to=script, progress=False,
+                    spec=_spec_fn(extra={"t-old": dataclasses.replace(_spec_fn()("t-results", "smoke"), name="t-old")}))
+    assert rep.emitted == script
+    script.unlink()
+    rep = reproduce(["t-results"], "smoke", out=out, emit_jobs_to=script, spec=_spec_fn(), progress=False,
+                    replace_cited=True)
+    assert rep.emitted == script and rep.pending == ["bic"]
 
 
 def test_cli_reproduce_errors(tmp_path, capsys):
