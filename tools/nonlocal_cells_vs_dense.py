@@ -3,7 +3,8 @@
 The lite non-local variant attends within 48² cells at test time (its training patch; docs/lab.md). This says
 what that choice costs or gains against dense attention over the whole image, and how much time each takes
 (CPU seconds of this process, the two runs alternating per set so that machine load touches both alike). Dense
-attention costs HW² per image: Urban100 is left out by default (over an hour of one core). Writes JSON (PSNR-Y /
+attention costs HW² per image in time and, on CPU, in memory: a 256×256 LR image (Set5) was killed for memory
+on this 24 GB machine, so give it small folders or a machine with more memory. Writes JSON (PSNR-Y /
 SSIM-Y per set for both, the differences, the seconds and their ratio) and prints it.
 
 Run: python tools/nonlocal_cells_vs_dense.py runs/lite-ablation/lite-x2-nonlocal/best.pt \
